@@ -1,0 +1,27 @@
+"""BLIP in PyTorch: the transformers BLIP API over blip_core."""
+
+from blip_core.config import BlipConfig, BlipTextConfig, BlipVisionConfig
+from blip_torch.models import (
+    BlipForConditionalGeneration,
+    BlipForImageTextRetrieval,
+    BlipForQuestionAnswering,
+    BlipModel,
+    BlipPreTrainedModel,
+    BlipTextLMHeadModel,
+    BlipTextModel,
+    BlipVisionModel,
+)
+
+__all__ = [
+    "BlipConfig",
+    "BlipForConditionalGeneration",
+    "BlipForImageTextRetrieval",
+    "BlipForQuestionAnswering",
+    "BlipModel",
+    "BlipPreTrainedModel",
+    "BlipTextConfig",
+    "BlipTextLMHeadModel",
+    "BlipTextModel",
+    "BlipVisionConfig",
+    "BlipVisionModel",
+]

@@ -1,0 +1,135 @@
+"""from_pretrained / save_pretrained glue: torch modules <-> canonical numpy dicts, nothing else."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from blip_core.config import BlipConfig, BlipTextConfig, BlipVisionConfig
+from blip_core.weights import check_keys, normalize_tied, read_checkpoint, write_safetensors
+from blip_core.weights.io import SAFE_WEIGHTS_NAME
+
+# When a whole-task checkpoint is loaded into a sub-model, take the sub-tree under one of these.
+SUBMODEL_PREFIXES = {
+    "BlipVisionModel": ("vision_model.",),
+    "BlipTextModel": ("text_encoder.", "text_model."),
+    "BlipTextLMHeadModel": ("text_decoder.",),
+}
+
+
+def tied_aliases(model: nn.Module) -> dict[str, str]:
+    """``{alias_key: canonical_key}`` for parameters shared under two names (the LM-head weight)."""
+    seen: dict[int, str] = {}
+    aliases: dict[str, str] = {}
+    for key, tensor in model.state_dict(keep_vars=True).items():
+        if id(tensor) in seen:
+            aliases[key] = seen[id(tensor)]
+        else:
+            seen[id(tensor)] = key
+    return aliases
+
+
+def expected_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
+    aliases = tied_aliases(model)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items() if k not in aliases}
+
+
+def state_to_numpy(model: nn.Module) -> dict[str, np.ndarray]:
+    """Canonical numpy state (float32 copies; tied aliases dropped)."""
+    aliases = tied_aliases(model)
+    return {
+        k: v.detach().cpu().float().numpy().copy()
+        if v.is_floating_point()
+        else v.detach().cpu().numpy().copy()
+        for k, v in model.state_dict().items()
+        if k not in aliases
+    }
+
+
+def _select_submodel(model: nn.Module, state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    expected = expected_shapes(model)
+    if set(expected) & set(state):
+        return state
+    for prefix in SUBMODEL_PREFIXES.get(type(model).__name__, ()):
+        sub = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        if sub and set(expected) & set(sub):
+            return sub
+    return state
+
+
+def load_numpy_state(model: nn.Module, state: dict[str, np.ndarray], source: str = "state") -> None:
+    """Strictly load a canonical numpy dict: one error listing missing/unexpected/mis-shaped keys."""
+    state = normalize_tied(dict(state))
+    state = _select_submodel(model, state)
+    expected = expected_shapes(model)
+    check_keys(expected, {k: tuple(np.shape(v)) for k, v in state.items()}, source=source)
+    params = model.state_dict()
+    tensors = {}
+    for key, value in state.items():
+        tensors[key] = torch.from_numpy(np.ascontiguousarray(value)).to(params[key].dtype)
+    for alias, canonical in tied_aliases(model).items():
+        tensors[alias] = tensors[canonical]
+    model.load_state_dict(tensors, strict=True)
+
+
+def config_from_dir(config_cls, directory: Path):
+    """Read config.json for any of the three config classes (sub-configs out of a BlipConfig)."""
+    full = BlipConfig.from_pretrained(directory) if config_cls is BlipConfig else None
+    if full is not None:
+        return full
+    import json
+
+    data = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+    if data.get("model_type") == "blip":
+        composite = BlipConfig.from_dict(data)
+        return composite.vision_config if config_cls is BlipVisionConfig else composite.text_config
+    return config_cls.from_dict(data)
+
+
+class PreTrainedMixin:
+    """``from_pretrained`` / ``save_pretrained`` for the blip_torch models."""
+
+    config_class = BlipConfig
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike,
+        config=None,
+        torch_dtype: torch.dtype | None = None,
+        device: str | torch.device | None = None,
+    ):
+        from blip_core.hub import resolve_model_dir
+
+        directory = resolve_model_dir(pretrained_model_name_or_path)
+        if config is None:
+            config = config_from_dir(cls.config_class, directory)
+        model = cls(config)
+        model.eval()
+        weights = read_checkpoint(directory)
+        load_numpy_state(model, weights, source=str(directory))
+        if torch_dtype is not None:
+            model.to(torch_dtype)
+        if device is not None:
+            model.to(device)
+        return model
+
+    def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
+        directory = Path(save_directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        config = self.config
+        if isinstance(config, (BlipTextConfig, BlipVisionConfig)):
+            data = config.to_dict()
+            data.setdefault("architectures", [type(self).__name__])
+            (directory / "config.json").write_text(
+                __import__("json").dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+            )
+        else:
+            config.extra["architectures"] = [type(self).__name__]
+            config.save_pretrained(directory)
+        write_safetensors(state_to_numpy(self), directory / SAFE_WEIGHTS_NAME)
+        return directory

@@ -1,0 +1,507 @@
+"""The BLIP BERT-style text encoder/decoder with cross-attention (PyTorch).
+
+Parameter names equal the transformers state-dict keys.  The key/value cache is a tuple with one
+entry per layer, ``(self_key, self_value, cross_key, cross_value)``, each ``(B, heads, T, head_dim)``;
+cross-attention keys/values are computed once (on the first call) and reused afterwards.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from blip_core.config import BlipTextConfig
+from blip_core.constants import IGNORE_INDEX, SELF_ATTENTION_MASK_VALUE
+from blip_core.outputs import (
+    BaseModelOutputWithPoolingAndCrossAttentions,
+    CausalLMOutputWithCrossAttentions,
+)
+
+LayerCache = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]
+
+
+def self_attention_mask(
+    attention_mask: torch.Tensor, query_length: int, is_decoder: bool, dtype: torch.dtype
+) -> torch.Tensor:
+    """Additive mask ``(B, 1, Tq, Tk)`` (or ``(B, 1, 1, Tk)``): BERT's ``(1 - m) * -10000``.
+
+    ``attention_mask`` is ``(B, Tk)`` over past + current tokens (1 = attend).  In decoder mode a
+    query at position ``past + i`` sees keys ``0 .. past + i``.
+    """
+    if attention_mask.dim() == 3:
+        mask = attention_mask[:, None, :, :]
+    elif is_decoder:
+        key_length = attention_mask.shape[1]
+        past = key_length - query_length
+        q_pos = torch.arange(query_length, device=attention_mask.device)[:, None] + past
+        k_pos = torch.arange(key_length, device=attention_mask.device)[None, :]
+        causal = (k_pos <= q_pos).to(dtype)  # (Tq, Tk)
+        mask = causal[None, None] * attention_mask[:, None, None, :].to(dtype)
+    else:
+        mask = attention_mask[:, None, None, :]
+    return (1.0 - mask.to(dtype)) * SELF_ATTENTION_MASK_VALUE
+
+
+def cross_attention_mask(encoder_attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Additive ``(B, 1, 1, Tk)`` mask ``(1 - m) * finfo(dtype).min`` (transformers' invert_attention_mask)."""
+    if encoder_attention_mask.dim() == 3:
+        mask = encoder_attention_mask[:, None, :, :]
+    else:
+        mask = encoder_attention_mask[:, None, None, :]
+    return (1.0 - mask.to(dtype)) * torch.finfo(dtype).min
+
+
+class BlipTextEmbeddings(nn.Module):
+    """Word + absolute position embeddings, then LayerNorm (BLIP has no token types)."""
+
+    def __init__(self, config: BlipTextConfig):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(
+            config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id
+        )
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.max_positions = config.max_position_embeddings
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        past_key_values_length: int = 0,
+    ) -> torch.Tensor:
+        if inputs_embeds is None:
+            inputs_embeds = self.word_embeddings(input_ids)
+        length = inputs_embeds.shape[1]
+        if position_ids is None:
+            if past_key_values_length + length > self.max_positions:
+                raise ValueError(
+                    f"sequence of {past_key_values_length + length} tokens exceeds "
+                    f"max_position_embeddings={self.max_positions}"
+                )
+            position_ids = torch.arange(
+                past_key_values_length, past_key_values_length + length, device=inputs_embeds.device
+            )[None]
+        embeddings = inputs_embeds + self.position_embeddings(position_ids)
+        return self.dropout(self.LayerNorm(embeddings))
+
+
+class BlipTextSelfAttention(nn.Module):
+    def __init__(self, config: BlipTextConfig, is_cross_attention: bool):
+        super().__init__()
+        self.num_attention_heads = config.num_attention_heads
+        self.attention_head_size = config.hidden_size // config.num_attention_heads
+        self.all_head_size = config.hidden_size
+        kv_width = config.encoder_hidden_size if is_cross_attention else config.hidden_size
+        self.query = nn.Linear(config.hidden_size, self.all_head_size)
+        self.key = nn.Linear(kv_width, self.all_head_size)
+        self.value = nn.Linear(kv_width, self.all_head_size)
+        self.dropout = config.attention_probs_dropout_prob
+        self.is_cross_attention = is_cross_attention
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        batch, length, _ = x.shape  # (B, T, D) -> (B, heads, T, head_dim)
+        return x.view(batch, length, self.num_attention_heads, self.attention_head_size).transpose(
+            1, 2
+        )
+
+    def project_key_value(self, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values ``(B, heads, T, head_dim)`` for ``states`` ``(B, T, D_kv)``."""
+        return self._heads(self.key(states)), self._heads(self.value(states))
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        encoder_hidden_states: torch.Tensor | None = None,
+        past_key_value: tuple[torch.Tensor, torch.Tensor] | None = None,
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, tuple[torch.Tensor, torch.Tensor]]:
+        query = self._heads(self.query(hidden_states))
+        if self.is_cross_attention:
+            if past_key_value is not None:  # computed once per generate call
+                key, value = past_key_value
+            else:
+                key, value = self.project_key_value(encoder_hidden_states)
+        else:
+            key, value = self.project_key_value(hidden_states)
+            if past_key_value is not None:
+                key = torch.cat([past_key_value[0], key], dim=2)
+                value = torch.cat([past_key_value[1], value], dim=2)
+        dropout = self.dropout if self.training else 0.0
+        scale = self.attention_head_size**-0.5
+        if output_attentions:
+            scores = torch.matmul(query, key.transpose(-1, -2)) * scale
+            if attention_mask is not None:
+                scores = scores + attention_mask
+            probs = torch.softmax(scores, dim=-1)
+            context = torch.matmul(F.dropout(probs, dropout, self.training), value)
+        else:
+            probs = None
+            context = F.scaled_dot_product_attention(
+                query, key, value, attn_mask=attention_mask, dropout_p=dropout, scale=scale
+            )
+        batch, _, length, _ = context.shape
+        context = context.transpose(1, 2).reshape(batch, length, self.all_head_size)
+        return context, probs, (key, value)
+
+
+class BlipTextSelfOutput(nn.Module):
+    def __init__(self, config: BlipTextConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + input_tensor)
+
+
+class BlipTextAttention(nn.Module):
+    def __init__(self, config: BlipTextConfig, is_cross_attention: bool = False):
+        super().__init__()
+        self.self = BlipTextSelfAttention(config, is_cross_attention)
+        self.output = BlipTextSelfOutput(config)
+
+    def forward(self, hidden_states, attention_mask=None, encoder_hidden_states=None,
+                past_key_value=None, output_attentions=False):  # fmt: skip
+        context, probs, present = self.self(
+            hidden_states, attention_mask, encoder_hidden_states, past_key_value, output_attentions
+        )
+        return self.output(context, hidden_states), probs, present
+
+
+class BlipTextIntermediate(nn.Module):
+    def __init__(self, config: BlipTextConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return F.gelu(self.dense(hidden_states))  # exact erf GELU
+
+
+class BlipTextOutput(nn.Module):
+    def __init__(self, config: BlipTextConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + input_tensor)
+
+
+class BlipTextLayer(nn.Module):
+    """Post-LN BERT layer: self-attention, cross-attention (when given states), feed-forward."""
+
+    def __init__(self, config: BlipTextConfig):
+        super().__init__()
+        self.attention = BlipTextAttention(config)
+        # As in the reference: every layer owns cross-attention when config.is_decoder is true.
+        self.crossattention = (
+            BlipTextAttention(config, is_cross_attention=True) if config.is_decoder else None
+        )
+        self.intermediate = BlipTextIntermediate(config)
+        self.output = BlipTextOutput(config)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        encoder_hidden_states: torch.Tensor | None = None,
+        encoder_attention_mask: torch.Tensor | None = None,
+        past_key_value: LayerCache | None = None,
+        output_attentions: bool = False,
+    ):
+        self_past = past_key_value[:2] if past_key_value is not None else None
+        hidden, self_probs, self_present = self.attention(
+            hidden_states, attention_mask, None, self_past, output_attentions
+        )
+        cross_probs, cross_present = None, (None, None)
+        if encoder_hidden_states is not None or (
+            past_key_value is not None and past_key_value[2] is not None
+        ):
+            if self.crossattention is None:
+                raise ValueError(
+                    "encoder_hidden_states given, but this text model has no cross-attention "
+                    "(config.is_decoder is False)"
+                )
+            cross_past = past_key_value[2:] if past_key_value is not None and past_key_value[2] is not None else None
+            hidden, cross_probs, cross_present = self.crossattention(
+                hidden, encoder_attention_mask, encoder_hidden_states, cross_past, output_attentions
+            )
+        layer_output = self.output(self.intermediate(hidden), hidden)
+        return layer_output, self_probs, cross_probs, (*self_present, *cross_present)
+
+
+class BlipTextEncoder(nn.Module):
+    def __init__(self, config: BlipTextConfig):
+        super().__init__()
+        self.layer = nn.ModuleList([BlipTextLayer(config) for _ in range(config.num_hidden_layers)])
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        encoder_hidden_states: torch.Tensor | None = None,
+        encoder_attention_mask: torch.Tensor | None = None,
+        past_key_values: tuple[LayerCache, ...] | None = None,
+        use_cache: bool = False,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+    ):
+        all_hidden = (hidden_states,) if output_hidden_states else None
+        all_self = () if output_attentions else None
+        all_cross = () if output_attentions and encoder_hidden_states is not None else None
+        presents = () if use_cache else None
+        for i, layer in enumerate(self.layer):
+            past = past_key_values[i] if past_key_values is not None else None
+            hidden_states, self_probs, cross_probs, present = layer(
+                hidden_states,
+                attention_mask,
+                encoder_hidden_states,
+                encoder_attention_mask,
+                past,
+                output_attentions,
+            )
+            if use_cache:
+                presents = presents + (present,)
+            if output_hidden_states:
+                all_hidden = all_hidden + (hidden_states,)
+            if output_attentions:
+                all_self = all_self + (self_probs,)
+                if all_cross is not None:
+                    all_cross = all_cross + (cross_probs,)
+        return hidden_states, presents, all_hidden, all_self, all_cross
+
+
+class BlipTextPooler(nn.Module):
+    def __init__(self, config: BlipTextConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.dense(hidden_states[:, 0]))
+
+
+class BlipTextPredictionHeadTransform(nn.Module):
+    def __init__(self, config: BlipTextConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(F.gelu(self.dense(hidden_states)))
+
+
+class BlipTextLMPredictionHead(nn.Module):
+    """Transform, then the vocabulary projection; ``decoder.weight`` is tied to the word embeddings
+    by the owning :class:`BlipTextLMHeadModel`; ``bias`` is ``cls.predictions.bias``."""
+
+    def __init__(self, config: BlipTextConfig):
+        super().__init__()
+        self.transform = BlipTextPredictionHeadTransform(config)
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return F.linear(self.transform(hidden_states), self.decoder.weight, self.bias)
+
+
+class BlipTextOnlyMLMHead(nn.Module):
+    def __init__(self, config: BlipTextConfig):
+        super().__init__()
+        self.predictions = BlipTextLMPredictionHead(config)
+
+    def forward(self, sequence_output: torch.Tensor) -> torch.Tensor:
+        return self.predictions(sequence_output)
+
+
+class BlipTextModel(nn.Module):
+    """BERT encoder; a decoder (causal self-attention) when called with ``is_decoder=True``."""
+
+    config_class = BlipTextConfig
+
+    def __init__(self, config: BlipTextConfig, add_pooling_layer: bool = True):
+        super().__init__()
+        self.config = config
+        self.embeddings = BlipTextEmbeddings(config)
+        self.encoder = BlipTextEncoder(config)
+        self.pooler = BlipTextPooler(config) if add_pooling_layer else None
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings.word_embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embeddings.word_embeddings = value
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        head_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        encoder_embeds: torch.Tensor | None = None,
+        encoder_hidden_states: torch.Tensor | None = None,
+        encoder_attention_mask: torch.Tensor | None = None,
+        past_key_values: tuple[LayerCache, ...] | None = None,
+        use_cache: bool | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        is_decoder: bool = False,
+    ) -> BaseModelOutputWithPoolingAndCrossAttentions:
+        """``input_ids`` ``(B, T)``; ``encoder_hidden_states`` ``(B, N, D_enc)`` for cross-attention."""
+        if head_mask is not None:
+            raise NotImplementedError("head_mask is not supported")
+        if input_ids is not None and inputs_embeds is not None:
+            raise ValueError("You cannot specify both input_ids and inputs_embeds at the same time")
+        if input_ids is not None:
+            batch, length = input_ids.shape
+            device = input_ids.device
+        elif inputs_embeds is not None:
+            batch, length = inputs_embeds.shape[:2]
+            device = inputs_embeds.device
+        elif encoder_embeds is not None:
+            batch, length = encoder_embeds.shape[:2]
+            device = encoder_embeds.device
+        else:
+            raise ValueError("You have to specify either input_ids or inputs_embeds or encoder_embeds")
+        use_cache = bool(use_cache) and is_decoder
+        past_length = past_key_values[0][0].shape[2] if past_key_values is not None else 0
+        dtype = self.embeddings.word_embeddings.weight.dtype
+        if attention_mask is None:
+            attention_mask = torch.ones((batch, past_length + length), device=device)
+        extended_mask = self_attention_mask(attention_mask, length, is_decoder, dtype)
+        encoder_mask = None
+        if encoder_hidden_states is not None or (
+            past_key_values is not None and past_key_values[0][2] is not None
+        ):
+            if encoder_attention_mask is None:
+                enc_len = (
+                    encoder_hidden_states.shape[1]
+                    if encoder_hidden_states is not None
+                    else past_key_values[0][2].shape[2]
+                )
+                encoder_attention_mask = torch.ones((batch, enc_len), device=device)
+            encoder_mask = cross_attention_mask(encoder_attention_mask, dtype)
+        if encoder_embeds is None:
+            embedding_output = self.embeddings(input_ids, position_ids, inputs_embeds, past_length)
+        else:
+            embedding_output = encoder_embeds
+        sequence_output, presents, all_hidden, all_self, all_cross = self.encoder(
+            embedding_output,
+            extended_mask,
+            encoder_hidden_states,
+            encoder_mask,
+            past_key_values,
+            use_cache,
+            bool(output_attentions),
+            bool(output_hidden_states),
+        )
+        pooled = self.pooler(sequence_output) if self.pooler is not None else None
+        out = BaseModelOutputWithPoolingAndCrossAttentions(
+            last_hidden_state=sequence_output,
+            pooler_output=pooled,
+            past_key_values=presents,
+            hidden_states=all_hidden,
+            attentions=all_self,
+            cross_attentions=all_cross,
+        )
+        return out if return_dict is not False else out.to_tuple()
+
+
+def lm_loss(
+    logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float, reduction: str = "mean"
+) -> torch.Tensor:
+    """Next-token cross-entropy: logits ``(B, T, V)`` at t predict labels at t+1; -100 ignored."""
+    shifted = logits[:, :-1, :].contiguous()
+    targets = labels[:, 1:].contiguous().to(shifted.device)
+    loss = F.cross_entropy(
+        shifted.view(-1, shifted.shape[-1]),
+        targets.view(-1),
+        ignore_index=IGNORE_INDEX,
+        reduction=reduction,
+        label_smoothing=label_smoothing,
+    )
+    if reduction == "none":
+        loss = loss.view(logits.shape[0], -1).sum(1)
+    return loss
+
+
+class BlipTextLMHeadModel(nn.Module):
+    """Causal text decoder with an LM head whose weight is the word-embedding matrix."""
+
+    config_class = BlipTextConfig
+
+    def __init__(self, config: BlipTextConfig):
+        super().__init__()
+        self.config = config
+        self.bert = BlipTextModel(config, add_pooling_layer=False)
+        self.cls = BlipTextOnlyMLMHead(config)
+        self.label_smoothing = config.label_smoothing
+        self.tie_weights()
+
+    def tie_weights(self) -> None:
+        self.cls.predictions.decoder.weight = self.bert.embeddings.word_embeddings.weight
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.bert.get_input_embeddings()
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.cls.predictions.decoder
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        head_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        encoder_hidden_states: torch.Tensor | None = None,
+        encoder_attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        past_key_values: tuple[LayerCache, ...] | None = None,
+        use_cache: bool | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        return_logits: bool = False,
+        is_decoder: bool = True,
+        reduction: str = "mean",
+    ) -> CausalLMOutputWithCrossAttentions:
+        if labels is not None:
+            use_cache = False
+        outputs = self.bert(
+            input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            head_mask=head_mask,
+            inputs_embeds=inputs_embeds,
+            encoder_hidden_states=encoder_hidden_states,
+            encoder_attention_mask=encoder_attention_mask,
+            past_key_values=past_key_values,
+            use_cache=use_cache,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+            is_decoder=is_decoder,
+        )
+        logits = self.cls(outputs.last_hidden_state)  # (B, T, vocab)
+        if return_logits:
+            return logits[:, :-1, :].contiguous()
+        loss = None
+        if labels is not None:
+            loss = lm_loss(logits, labels, self.label_smoothing, reduction)
+        out = CausalLMOutputWithCrossAttentions(
+            loss=loss,
+            logits=logits,
+            past_key_values=outputs.past_key_values,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            cross_attentions=outputs.cross_attentions,
+        )
+        return out if return_dict is not False else out.to_tuple()
