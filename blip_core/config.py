@@ -112,6 +112,10 @@ class BlipTextConfig(_ConfigBase):
     is_decoder: bool = True  # every layer owns cross-attention weights when true
     use_cache: bool = True
     label_smoothing: float = 0.0
+    # transformers 4.57 drops ``encoder_attention_mask`` inside cross-attention (BlipTextAttention
+    # never passes it on), so padded encoder states (batched VQA questions) are attended to.  The
+    # original BLIP masks them; so do we by default.  True reproduces the reference exactly.
+    ignore_encoder_attention_mask: bool = False
 
     def validate(self) -> None:
         owner = "text_config"

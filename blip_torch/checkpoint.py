@@ -63,8 +63,8 @@ def _select_submodel(model: nn.Module, state: dict[str, np.ndarray]) -> dict[str
 
 def load_numpy_state(model: nn.Module, state: dict[str, np.ndarray], source: str = "state") -> None:
     """Strictly load a canonical numpy dict: one error listing missing/unexpected/mis-shaped keys."""
-    state = normalize_tied(dict(state))
-    state = _select_submodel(model, state)
+    state = _select_submodel(model, dict(state))
+    state = normalize_tied(state)
     expected = expected_shapes(model)
     check_keys(expected, {k: tuple(np.shape(v)) for k, v in state.items()}, source=source)
     params = model.state_dict()

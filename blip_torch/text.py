@@ -387,7 +387,8 @@ class BlipTextModel(nn.Module):
                     else past_key_values[0][2].shape[2]
                 )
                 encoder_attention_mask = torch.ones((batch, enc_len), device=device)
-            encoder_mask = cross_attention_mask(encoder_attention_mask, dtype)
+            if not self.config.ignore_encoder_attention_mask:
+                encoder_mask = cross_attention_mask(encoder_attention_mask, dtype)
         if encoder_embeds is None:
             embedding_output = self.embeddings(input_ids, position_ids, inputs_embeds, past_length)
         else:
@@ -433,17 +434,18 @@ def lm_loss(
 
 
 class BlipTextLMHeadModel(nn.Module):
-    """Causal text decoder with an LM head whose weight is the word-embedding matrix."""
+    """Causal text decoder with an LM head whose weight is the word-embedding matrix (tied)."""
 
     config_class = BlipTextConfig
 
-    def __init__(self, config: BlipTextConfig):
+    def __init__(self, config: BlipTextConfig, tie_word_embeddings: bool = True):
         super().__init__()
         self.config = config
         self.bert = BlipTextModel(config, add_pooling_layer=False)
         self.cls = BlipTextOnlyMLMHead(config)
         self.label_smoothing = config.label_smoothing
-        self.tie_weights()
+        if tie_word_embeddings:
+            self.tie_weights()
 
     def tie_weights(self) -> None:
         self.cls.predictions.decoder.weight = self.bert.embeddings.word_embeddings.weight

@@ -19,7 +19,9 @@ LM_HEAD_PREFIXES = ("text_decoder.", "")
 DECODER_BIAS = "cls.predictions.decoder.bias"
 PREDICTION_BIAS = "cls.predictions.bias"
 # ``cls.predictions.decoder.weight`` is tied to the word embeddings; transformers 4.57 omits it
-# from the files it writes, older hub files (and original checkpoints) contain it.
+# from the task-model files it writes, older hub files (and original checkpoints) contain it.
+# (A freshly constructed transformers ``BlipTextLMHeadModel`` is untied, but its from_pretrained
+# ties it again, embeddings winning; both our backends always tie.)
 DECODER_WEIGHT = "cls.predictions.decoder.weight"
 WORD_EMBEDDINGS = "bert.embeddings.word_embeddings.weight"
 
@@ -33,12 +35,17 @@ def lm_head_prefixes(keys) -> list[str]:
     return [p for p in LM_HEAD_PREFIXES if f"{p}{PREDICTION_BIAS}" in keys or f"{p}{DECODER_BIAS}" in keys]
 
 
-def normalize_tied(state: MutableMapping[str, np.ndarray]) -> MutableMapping[str, np.ndarray]:
+def normalize_tied(
+    state: MutableMapping[str, np.ndarray], tied_prefixes: tuple[str, ...] = LM_HEAD_PREFIXES
+) -> MutableMapping[str, np.ndarray]:
     """Bring a checkpoint dict to the canonical form, in place, and return it.
 
-    Canonical form: ``cls.predictions.bias`` present, ``cls.predictions.decoder.bias`` absent,
-    ``cls.predictions.decoder.weight`` absent (it is the word-embedding matrix), and no
-    ``position_ids`` buffers.  Raises ``ValueError`` if two tied copies disagree.
+    Canonical form: no ``position_ids`` buffers; ``cls.predictions.bias`` present and
+    ``cls.predictions.decoder.bias`` absent (always the same tensor); under a prefix in
+    ``tied_prefixes``, ``cls.predictions.decoder.weight`` absent (it is the word-embedding matrix);
+    under an untied prefix, ``cls.predictions.decoder.weight`` present (filled from the word
+    embeddings when a file omitted it, which is what tying meant when it was written).
+    Raises ``ValueError`` if two tied copies disagree.
     """
     for key in [k for k in state if k.endswith(IGNORED_SUFFIXES)]:
         del state[key]
@@ -49,6 +56,10 @@ def normalize_tied(state: MutableMapping[str, np.ndarray]) -> MutableMapping[str
             if bias_key not in state:
                 state[bias_key] = dec_bias
         weight_key, emb_key = prefix + DECODER_WEIGHT, prefix + WORD_EMBEDDINGS
+        if prefix not in tied_prefixes:
+            if weight_key not in state and emb_key in state and bias_key in state:
+                state[weight_key] = state[emb_key]
+            continue
         if weight_key in state:
             weight = state.pop(weight_key)
             if emb_key not in state:

@@ -1,0 +1,668 @@
+"""BLIP image preprocessing with Pillow and numpy: load, convert to RGB, resize, rescale, normalize.
+
+Mirrors ``transformers``' (slow) ``BlipImageProcessor`` step by step, including its quirks, so the
+pixels agree to float32 rounding:
+
+* Resizing goes through Pillow on ``uint8`` data.  A float array whose values are all integers is
+  cast to ``uint8``; a float array in ``[0, 1]`` is multiplied by 255, *truncated* to ``uint8``,
+  resized, and divided by 255 again -- after which the default ``do_rescale`` divides by 255 a
+  second time (pass ``do_rescale=False`` for images already in ``[0, 1]``, as the reference says).
+* Non-RGB Pillow images are converted with ``Image.convert("RGB")``: grayscale is replicated, the
+  alpha channel is dropped (not composited), palettes are expanded, and 16-bit values are clipped
+  to 255 (Pillow's conversion, which the reference uses too).
+* Image files are opened, EXIF-transposed and converted to RGB whatever ``do_convert_rgb`` says.
+
+Importing this module imports neither torch nor tensorflow; they are imported only to build
+``return_tensors="pt"`` / ``"tf"`` outputs.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import PIL.Image
+import PIL.ImageOps
+
+logger = logging.getLogger(__name__)
+
+IMAGE_PROCESSOR_NAME = "preprocessor_config.json"
+OPENAI_CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
+OPENAI_CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
+BICUBIC = 3  # PIL.Image.Resampling.BICUBIC
+
+CHANNELS_FIRST = "channels_first"
+CHANNELS_LAST = "channels_last"
+
+__all__ = [
+    "BatchFeature",
+    "BlipImageProcessor",
+    "ImageLoadError",
+    "load_image",
+]
+
+
+class ImageLoadError(ValueError, OSError):
+    """An image file that is missing or that Pillow cannot read.
+
+    Subclasses both ``ValueError`` (what ``transformers`` raises for a missing path) and ``OSError``
+    (what Pillow raises for an unreadable file), so either ``except`` clause catches it.
+    """
+
+    def __init__(self, path: str | os.PathLike, reason: str) -> None:
+        self.path = str(path)
+        super().__init__(f"cannot load image {self.path!r}: {reason}")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+# --------------------------------------------------------------------------------------------
+# Batch containers and tensor conversion
+# --------------------------------------------------------------------------------------------
+
+
+def _is_framework_tensor(x: Any, framework: str) -> bool:
+    """True when ``x`` is a tensor of ``framework`` ("torch" or "tensorflow"), without importing it."""
+    module = type(x).__module__ or ""
+    return module == framework or module.startswith(framework + ".")
+
+
+def _tensor_to_numpy(x: Any) -> np.ndarray:
+    if _is_framework_tensor(x, "torch"):
+        return x.detach().cpu().numpy()
+    if _is_framework_tensor(x, "tensorflow"):
+        return x.numpy()
+    if _is_framework_tensor(x, "jax") or _is_framework_tensor(x, "jaxlib"):
+        return np.asarray(x)
+    raise TypeError(f"not a tensor: {type(x).__name__}")
+
+
+def _is_tensor(x: Any) -> bool:
+    return any(_is_framework_tensor(x, f) for f in ("torch", "tensorflow", "jax", "jaxlib")) and (
+        hasattr(x, "shape") and hasattr(x, "dtype")
+    )
+
+
+def to_numpy(value: Any) -> Any:
+    """Convert torch / tensorflow tensors (and nested lists of them) to numpy; leave the rest."""
+    if isinstance(value, (list, tuple)):
+        return type(value)(to_numpy(v) for v in value)
+    if _is_tensor(value):
+        return _tensor_to_numpy(value)
+    return value
+
+
+def convert_to_tensors(value: Any, return_tensors: str | None, key: str = "value") -> Any:
+    """Stack ``value`` (an array or a list of equally shaped rows) into one framework tensor.
+
+    ``return_tensors`` is ``None`` (returned unchanged), ``"np"``, ``"pt"`` or ``"tf"``.  Ragged rows
+    raise a ``ValueError`` naming ``key``.  Integer Python lists become int64 for numpy and torch and
+    int32 for TensorFlow, as ``tf.constant`` (and ``transformers``) make them.
+    """
+    if return_tensors is None:
+        return value
+    return_tensors = str(return_tensors)
+    if return_tensors not in ("np", "pt", "tf"):
+        raise ValueError(f"return_tensors must be None, 'np', 'pt' or 'tf', got {return_tensors!r}")
+    if return_tensors == "tf" and not isinstance(value, np.ndarray):
+        import tensorflow as tf  # lazy: only for return_tensors="tf"
+
+        try:
+            return tf.constant(value)
+        except ValueError as exc:
+            raise ValueError(
+                f"cannot stack {key!r} into one tensor: rows have different lengths; "
+                "use padding=True or padding='max_length'"
+            ) from exc
+    try:
+        array = value if isinstance(value, np.ndarray) else np.array(value)
+    except ValueError as exc:
+        raise ValueError(
+            f"cannot stack {key!r} into one tensor: rows have different lengths/shapes; "
+            "use padding=True (text) or do_resize=True (images)"
+        ) from exc
+    if array.dtype == object:
+        raise ValueError(
+            f"cannot stack {key!r} into one tensor: rows have different lengths/shapes; "
+            "use padding=True (text) or do_resize=True (images)"
+        )
+    if return_tensors == "np":
+        return array
+    if return_tensors == "pt":
+        import torch  # lazy: only for return_tensors="pt"
+
+        return torch.from_numpy(np.ascontiguousarray(array))
+    import tensorflow as tf  # lazy: only for return_tensors="tf"
+
+    return tf.constant(array)
+
+
+class BatchFeature(dict):
+    """A ``dict`` of model inputs with attribute access (``batch.pixel_values``).
+
+    Mirrors ``transformers.BatchFeature`` closely enough for ``model(**batch)`` and
+    ``batch["pixel_values"]`` code; values are numpy arrays or framework tensors.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(
+                f"{type(self).__name__} has no field {name!r}; fields: {sorted(self)}"
+            ) from None
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The underlying mapping (for code written against ``transformers.BatchFeature``)."""
+        return dict(self)
+
+    def convert_to_tensors(self, return_tensors: str | None) -> BatchFeature:
+        """Convert every value in place to ``return_tensors`` ("np", "pt" or "tf"); returns self."""
+        for key in list(self):
+            self[key] = convert_to_tensors(self[key], return_tensors, key)
+        return self
+
+    def to(self, *args: Any, **kwargs: Any) -> BatchFeature:
+        """Call ``.to(*args, **kwargs)`` on every torch tensor (device / dtype moves), like
+        ``transformers.BatchFeature.to``; integer tensors keep their dtype under a dtype move."""
+        out = type(self)()
+        for key, value in self.items():
+            if _is_framework_tensor(value, "torch"):
+                if value.is_floating_point() or not _has_dtype_arg(args, kwargs):
+                    value = value.to(*args, **kwargs)
+                else:
+                    device = kwargs.get("device") or next(
+                        (a for a in args if not _is_torch_dtype(a)), None
+                    )
+                    value = value.to(device) if device is not None else value
+            out[key] = value
+        return out
+
+
+def _is_torch_dtype(x: Any) -> bool:
+    return type(x).__module__ == "torch" and type(x).__name__ == "dtype"
+
+
+def _has_dtype_arg(args: tuple, kwargs: dict) -> bool:
+    return "dtype" in kwargs or any(_is_torch_dtype(a) for a in args)
+
+
+# --------------------------------------------------------------------------------------------
+# Loading and flattening the inputs
+# --------------------------------------------------------------------------------------------
+
+
+def load_image(path: str | os.PathLike) -> PIL.Image.Image:
+    """Open an image file as an RGB ``PIL.Image`` (EXIF orientation applied), like the reference.
+
+    Raises:
+        ImageLoadError: the file is missing, is a directory, or is not an image Pillow can read;
+            the message names the path.
+    """
+    text = os.fspath(path)
+    if isinstance(text, bytes):
+        text = text.decode()
+    if text.startswith(("http://", "https://")):
+        raise ImageLoadError(text, "URLs are not fetched; download the image and pass its path")
+    if not os.path.exists(text):
+        raise ImageLoadError(text, "no such file")
+    if not os.path.isfile(text):
+        raise ImageLoadError(text, "not a regular file")
+    try:
+        with PIL.Image.open(text) as image:
+            image = PIL.ImageOps.exif_transpose(image)
+            return image.convert("RGB")
+    except (PIL.UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise ImageLoadError(text, f"not a readable image ({type(exc).__name__}: {exc})") from exc
+
+
+def _flatten_images(images: Any) -> list[PIL.Image.Image | np.ndarray]:
+    """Turn one image, a batch array (4-D) or (nested) lists of images into a flat list.
+
+    Paths are loaded, framework tensors become numpy arrays.  Anything else is a ``TypeError``.
+    """
+    out: list[PIL.Image.Image | np.ndarray] = []
+
+    def visit(item: Any) -> None:
+        if isinstance(item, PIL.Image.Image):
+            out.append(item)
+        elif isinstance(item, (str, os.PathLike)):
+            out.append(load_image(item))
+        elif isinstance(item, (list, tuple)):
+            for sub in item:
+                visit(sub)
+        elif isinstance(item, np.ndarray) or _is_tensor(item):
+            array = item if isinstance(item, np.ndarray) else _tensor_to_numpy(item)
+            if array.ndim == 4:  # a batch (B, C, H, W) or (B, H, W, C)
+                out.extend(array)
+            elif array.ndim in (2, 3):
+                out.append(array)
+            else:
+                raise ValueError(
+                    f"an image array must have 2 (H, W), 3 (H, W, C / C, H, W) or 4 (batch) "
+                    f"dimensions, got shape {tuple(array.shape)}"
+                )
+        else:
+            raise TypeError(
+                f"unsupported image type {type(item).__module__}.{type(item).__qualname__}: "
+                "expected a PIL.Image.Image, a numpy array, a torch/tensorflow tensor, a path "
+                "(str or os.PathLike), or a list of these"
+            )
+
+    visit(images)
+    if not out:
+        raise ValueError("no images given (empty list)")
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Array steps (each mirrors the reference function of the same purpose)
+# --------------------------------------------------------------------------------------------
+
+
+def infer_channel_format(image: np.ndarray, num_channels: Sequence[int] = (1, 3)) -> str:
+    """``"channels_first"`` or ``"channels_last"`` for a 3-D array, by the reference's rule.
+
+    A first axis of size 1 or 3 wins (also when the last axis could be channels too); else a last
+    axis of size 1 or 3; else ``ValueError``.
+    """
+    if image.ndim != 3:
+        raise ValueError(f"expected a 3-D image array, got shape {image.shape}")
+    if image.shape[0] in num_channels:
+        return CHANNELS_FIRST
+    if image.shape[2] in num_channels:
+        return CHANNELS_LAST
+    raise ValueError(
+        f"cannot tell the channel axis of an image of shape {image.shape}: neither the first nor "
+        f"the last axis has {' or '.join(map(str, num_channels))} entries; pass input_data_format"
+    )
+
+
+def _to_channels_last(image: np.ndarray, fmt: str) -> np.ndarray:
+    return image.transpose(1, 2, 0) if fmt == CHANNELS_FIRST else image
+
+
+def _from_channels_last(image: np.ndarray, fmt: str) -> np.ndarray:
+    return image.transpose(2, 0, 1) if fmt == CHANNELS_FIRST else image
+
+
+def _rgb_from_array(image: np.ndarray, fmt: str | None) -> tuple[np.ndarray, str]:
+    """Make an array 3-channel: (H, W) or 1 channel replicated, 2 (LA) or 4 (RGBA) channels lose
+    alpha -- what ``Image.convert("RGB")`` does for those modes.  Returns (HWC or CHW array, fmt).
+
+    The reference raises for these arrays (its normalize step expects 3 channels); handling them
+    is an extension.
+    """
+    if image.ndim == 2:
+        return np.repeat(image[:, :, None], 3, axis=2), CHANNELS_LAST
+    if fmt is None:
+        try:
+            fmt = infer_channel_format(image)
+        except ValueError:
+            fmt = infer_channel_format(image, num_channels=(2, 4))
+    hwc = _to_channels_last(image, fmt)
+    channels = hwc.shape[2]
+    if channels == 1 or channels == 2:
+        hwc = np.repeat(hwc[:, :, :1], 3, axis=2)
+    elif channels == 4:
+        hwc = hwc[:, :, :3]
+    return _from_channels_last(hwc, fmt), fmt
+
+
+def _needs_rescale_for_pil(image: np.ndarray) -> bool:
+    """The reference's ``_rescale_for_pil_conversion``: should ``image`` be scaled by 255 before
+    the ``uint8`` cast that Pillow resizing needs?"""
+    if image.dtype == np.uint8:
+        return False
+    if np.allclose(image, image.astype(int)):
+        if np.all(image >= 0) and np.all(image <= 255):
+            return False
+        raise ValueError(
+            "the image has integer values outside [0, 255] "
+            f"(got [{image.min()}, {image.max()}]) and cannot be converted to uint8 for resizing"
+        )
+    if np.all(image >= 0) and np.all(image <= 1):
+        return True
+    raise ValueError(
+        "the image has float values outside [0, 1] "
+        f"(got [{image.min()}, {image.max()}]) and cannot be converted to uint8 for resizing"
+    )
+
+
+def rescale(image: np.ndarray, scale: float) -> np.ndarray:
+    """``image * scale`` computed in float64 and returned as float32 (the reference's rounding)."""
+    return (image.astype(np.float64) * scale).astype(np.float32)
+
+
+def resize(image: np.ndarray, height: int, width: int, resample: int, fmt: str) -> np.ndarray:
+    """Resize a (H, W, C) or (C, H, W) array to (height, width) with Pillow, keeping ``fmt``.
+
+    As in the reference: float data in [0, 1] is scaled to [0, 255] and truncated to uint8 for
+    Pillow, then scaled back to [0, 1] (float32); other data is cast to uint8 and stays uint8.
+    """
+    hwc = _to_channels_last(image, fmt)
+    if hwc.shape[-1] == 1:
+        hwc = hwc[:, :, 0]
+    scaled = _needs_rescale_for_pil(hwc)
+    if scaled:
+        hwc = rescale(hwc, 255)
+    pil = PIL.Image.fromarray(hwc.astype(np.uint8))
+    out = np.array(pil.resize((width, height), resample=resample))
+    if out.ndim == 2:
+        out = out[:, :, None]
+    out = _from_channels_last(out, fmt)
+    return rescale(out, 1 / 255) if scaled else out
+
+
+def normalize(
+    image: np.ndarray, mean: float | Sequence[float], std: float | Sequence[float], fmt: str
+) -> np.ndarray:
+    """``(image - mean) / std`` per channel, in float32 (or the image's float dtype)."""
+    channel_axis = 0 if fmt == CHANNELS_FIRST else 2
+    channels = image.shape[channel_axis]
+    if not np.issubdtype(image.dtype, np.floating):
+        image = image.astype(np.float32)
+    mean_arr = _per_channel("image_mean", mean, channels, image.dtype)
+    std_arr = _per_channel("image_std", std, channels, image.dtype)
+    shape = (channels, 1, 1) if fmt == CHANNELS_FIRST else (1, 1, channels)
+    return (image - mean_arr.reshape(shape)) / std_arr.reshape(shape)
+
+
+def _per_channel(name: str, value: Any, channels: int, dtype: np.dtype) -> np.ndarray:
+    if isinstance(value, Iterable):
+        value = list(value)
+        if len(value) != channels:
+            raise ValueError(
+                f"{name} has {len(value)} entries but the image has {channels} channels"
+            )
+    else:
+        value = [value] * channels
+    return np.array(value, dtype=dtype)
+
+
+def _size_dict(size: Any) -> dict[str, int]:
+    """Accept ``{"height": h, "width": w}``, an int (square) or a (height, width) pair."""
+    if isinstance(size, dict):
+        if "height" in size and "width" in size:
+            return {"height": int(size["height"]), "width": int(size["width"])}
+        raise ValueError(
+            f"size must have the keys 'height' and 'width' (BLIP resizes to a fixed size), "
+            f"got {sorted(size)}"
+        )
+    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
+        return {"height": int(size), "width": int(size)}
+    if isinstance(size, (list, tuple)) and len(size) == 2:
+        return {"height": int(size[0]), "width": int(size[1])}
+    raise ValueError(
+        f"size must be a dict with height/width, an int or (height, width), got {size!r}"
+    )
+
+
+def _check_format(name: str, value: str | None, allow_none: bool) -> str | None:
+    aliases = {"channels_first": CHANNELS_FIRST, "channels_last": CHANNELS_LAST}
+    if value is None and allow_none:
+        return None
+    value = getattr(value, "value", value)  # a transformers ChannelDimension enum
+    if value not in aliases:
+        raise ValueError(f"{name} must be 'channels_first' or 'channels_last', got {value!r}")
+    return aliases[value]
+
+
+# --------------------------------------------------------------------------------------------
+# The processor
+# --------------------------------------------------------------------------------------------
+
+
+class BlipImageProcessor:
+    """BLIP image preprocessing: RGB, resize to ``size``, rescale to [0, 1], CLIP-normalize.
+
+    Args:
+        do_resize: resize every image to ``(size["height"], size["width"])`` (aspect not kept).
+        size: ``{"height": 384, "width": 384}`` by default; an int means a square.
+        resample: Pillow filter (``3`` = bicubic).
+        do_rescale: multiply by ``rescale_factor`` (1/255); turn it off for [0, 1] float inputs.
+        rescale_factor: the scale of the rescale step.
+        do_normalize: subtract ``image_mean`` and divide by ``image_std`` per channel.
+        image_mean, image_std: OpenAI CLIP statistics by default.
+        do_convert_rgb: convert non-RGB Pillow images (and 1-, 2- or 4-channel arrays) to RGB.
+        **kwargs: other keys of a ``preprocessor_config.json``; kept and written back unchanged.
+
+    Calling the processor returns a :class:`BatchFeature` with ``pixel_values`` of shape
+    ``(B, 3, height, width)``, float32.
+    """
+
+    model_input_names = ["pixel_values"]
+    _KNOWN = (
+        "do_resize",
+        "size",
+        "resample",
+        "do_rescale",
+        "rescale_factor",
+        "do_normalize",
+        "image_mean",
+        "image_std",
+        "do_convert_rgb",
+    )
+
+    def __init__(
+        self,
+        do_resize: bool = True,
+        size: dict[str, int] | int | Sequence[int] | None = None,
+        resample: int = BICUBIC,
+        do_rescale: bool = True,
+        rescale_factor: float = 1 / 255,
+        do_normalize: bool = True,
+        image_mean: float | Sequence[float] | None = None,
+        image_std: float | Sequence[float] | None = None,
+        do_convert_rgb: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        self.do_resize = bool(do_resize)
+        self.size = _size_dict(size if size is not None else {"height": 384, "width": 384})
+        self.resample = int(resample)
+        self.do_rescale = bool(do_rescale)
+        self.rescale_factor = rescale_factor
+        self.do_normalize = bool(do_normalize)
+        self.image_mean = list(image_mean) if isinstance(image_mean, Iterable) else image_mean
+        self.image_std = list(image_std) if isinstance(image_std, Iterable) else image_std
+        if self.image_mean is None:
+            self.image_mean = list(OPENAI_CLIP_MEAN)
+        if self.image_std is None:
+            self.image_std = list(OPENAI_CLIP_STD)
+        self.do_convert_rgb = bool(do_convert_rgb)
+        kwargs.pop("image_processor_type", None)
+        self.processor_class: str | None = kwargs.pop("processor_class", None)
+        self.extra: dict[str, Any] = kwargs
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({json.dumps(self.to_dict(), sort_keys=True)})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, BlipImageProcessor) and self.to_dict() == other.to_dict()
+
+    # ---- preprocessing --------------------------------------------------------------------
+
+    def __call__(
+        self, images: Any, return_tensors: str | None = None, **kwargs: Any
+    ) -> BatchFeature:
+        """Same as :meth:`preprocess`."""
+        return self.preprocess(images, return_tensors=return_tensors, **kwargs)
+
+    def preprocess(
+        self,
+        images: Any,
+        do_resize: bool | None = None,
+        size: dict[str, int] | int | Sequence[int] | None = None,
+        resample: int | None = None,
+        do_rescale: bool | None = None,
+        rescale_factor: float | None = None,
+        do_normalize: bool | None = None,
+        image_mean: float | Sequence[float] | None = None,
+        image_std: float | Sequence[float] | None = None,
+        return_tensors: str | None = None,
+        do_convert_rgb: bool | None = None,
+        data_format: str = CHANNELS_FIRST,
+        input_data_format: str | None = None,
+    ) -> BatchFeature:
+        """Preprocess one image or a batch.
+
+        Args:
+            images: a ``PIL.Image``, a numpy array ((H, W, C) or (C, H, W), uint8 in [0, 255] or
+                float), a torch/tensorflow tensor, a path to an image file, a 4-D batch array, or
+                a (nested) list of these.
+            return_tensors: ``None`` (numpy), ``"np"``, ``"pt"`` or ``"tf"``.
+            data_format: layout of the output, ``"channels_first"`` (default) or
+                ``"channels_last"``.
+            input_data_format: layout of array inputs when it cannot be inferred (e.g. 3x3x3).
+            Other arguments override the processor's settings for this call.
+
+        Returns:
+            BatchFeature with ``pixel_values``: float32 ``(B, 3, H, W)`` (``(B, H, W, 3)`` with
+            ``data_format="channels_last"``).  With ``return_tensors=None`` and images of
+            different shapes (``do_resize=False``) it is a list of ``(3, H_i, W_i)`` arrays.
+        """
+        do_resize = self.do_resize if do_resize is None else do_resize
+        size_d = _size_dict(self.size if size is None else size)
+        resample = self.resample if resample is None else int(resample)
+        do_rescale = self.do_rescale if do_rescale is None else do_rescale
+        rescale_factor = self.rescale_factor if rescale_factor is None else rescale_factor
+        do_normalize = self.do_normalize if do_normalize is None else do_normalize
+        image_mean = self.image_mean if image_mean is None else image_mean
+        image_std = self.image_std if image_std is None else image_std
+        do_convert_rgb = self.do_convert_rgb if do_convert_rgb is None else do_convert_rgb
+        out_format = _check_format("data_format", data_format, allow_none=False)
+        in_format = _check_format("input_data_format", input_data_format, allow_none=True)
+
+        arrays: list[tuple[np.ndarray, str]] = []
+        for image in _flatten_images(images):
+            if isinstance(image, PIL.Image.Image):
+                if do_convert_rgb and image.mode != "RGB":
+                    image = image.convert("RGB")
+                array = np.array(image)
+                if array.ndim != 3:
+                    raise ValueError(
+                        f"a {image.mode!r} Pillow image has no channel axis; "
+                        "use do_convert_rgb=True to make it RGB"
+                    )
+                # Pillow arrays are always (H, W, C); the reference infers the layout instead and
+                # misreads images 1 or 3 pixels high.
+                arrays.append((array, CHANNELS_LAST))
+                continue
+            fmt = in_format
+            if do_convert_rgb and (image.ndim == 2 or _channels(image, fmt) in (1, 2, 4)):
+                image, fmt = _rgb_from_array(image, fmt)
+            if image.ndim != 3:
+                raise ValueError(
+                    f"an image array of shape {image.shape} has no channel axis; "
+                    "use do_convert_rgb=True to make it RGB"
+                )
+            arrays.append((image, fmt or infer_channel_format(image)))
+
+        if do_rescale and _is_scaled(arrays[0][0]):
+            logger.warning(
+                "The images look already rescaled to [0, 1]; do_rescale=True divides them by 255 "
+                "again. Pass do_rescale=False for such inputs."
+            )
+
+        pixel_values = []
+        for array, fmt in arrays:
+            if do_resize:
+                array = resize(array, size_d["height"], size_d["width"], resample, fmt)
+            if do_rescale:
+                array = rescale(array, rescale_factor)
+            if do_normalize:
+                array = normalize(array, image_mean, image_std, fmt)
+            if fmt != out_format:
+                array = _from_channels_last(_to_channels_last(array, fmt), out_format)
+            pixel_values.append(np.asarray(array, dtype=np.float32))
+
+        if len({a.shape for a in pixel_values}) == 1:
+            stacked: Any = np.stack(pixel_values)
+        elif return_tensors is None:
+            stacked = pixel_values
+        else:
+            shapes = sorted({a.shape for a in pixel_values})
+            raise ValueError(
+                f"cannot stack images of different shapes {shapes} into one tensor; "
+                "use do_resize=True"
+            )
+        return BatchFeature(pixel_values=stacked).convert_to_tensors(return_tensors)
+
+    # ---- (de)serialisation ----------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``preprocessor_config.json`` content (known fields, type tag, kept unknown keys)."""
+        out: dict[str, Any] = copy.deepcopy(self.extra)
+        for key in self._KNOWN:
+            out[key] = copy.deepcopy(getattr(self, key))
+        out["image_processor_type"] = "BlipImageProcessor"
+        if self.processor_class is not None:
+            out["processor_class"] = self.processor_class
+        return out
+
+    def to_json_string(self) -> str:
+        """JSON text of :meth:`to_dict`, keys sorted as the reference writes them."""
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], **overrides: Any) -> BlipImageProcessor:
+        """Build from a ``preprocessor_config.json`` mapping; ``overrides`` replace its keys."""
+        data = {**data, **overrides}
+        return cls(**data)
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, **overrides: Any) -> BlipImageProcessor:
+        """Read ``preprocessor_config.json`` from a hub-layout directory (or the file itself)."""
+        path = Path(path)
+        file = path / IMAGE_PROCESSOR_NAME if path.is_dir() else path
+        if not file.is_file():
+            if not path.exists():
+                raise FileNotFoundError(f"{path}: no such file or directory")
+            raise FileNotFoundError(f"{path}: no {IMAGE_PROCESSOR_NAME} in this directory")
+        try:
+            data = json.loads(file.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{file}: not valid JSON ({exc})") from exc
+        if not isinstance(data, dict):
+            raise ValueError(f"{file}: expected a JSON object, got {type(data).__name__}")
+        return cls.from_dict(data, **overrides)
+
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Write ``preprocessor_config.json`` into ``directory`` (created if needed)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        out = directory / IMAGE_PROCESSOR_NAME
+        tmp = out.with_suffix(".json.tmp")
+        tmp.write_text(self.to_json_string(), encoding="utf-8")
+        os.replace(tmp, out)
+        return out
+
+
+def _channels(image: np.ndarray, fmt: str | None) -> int | None:
+    """Channel count of a 3-D array (None when it cannot be told), using ``fmt`` when given."""
+    if image.ndim != 3:
+        return None
+    if fmt is not None:
+        return image.shape[0] if fmt == CHANNELS_FIRST else image.shape[2]
+    for candidates in ((1, 3), (2, 4)):
+        try:
+            fmt = infer_channel_format(image, candidates)
+        except ValueError:
+            continue
+        return image.shape[0] if fmt == CHANNELS_FIRST else image.shape[2]
+    return None
+
+
+def _is_scaled(image: np.ndarray) -> bool:
+    """The reference's ``is_scaled_image``: a non-uint8 image with every value in [0, 1]."""
+    if image.dtype == np.uint8:
+        return False
+    return bool(np.min(image) >= 0 and np.max(image) <= 1)
