@@ -31,6 +31,7 @@ import PIL.Image
 import PIL.ImageOps
 
 logger = logging.getLogger(__name__)
+_warned_rescaled = False  # warn once per process, as the reference's ``warning_once``
 
 IMAGE_PROCESSOR_NAME = "preprocessor_config.json"
 OPENAI_CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
@@ -69,7 +70,7 @@ class ImageLoadError(ValueError, OSError):
 
 
 def _is_framework_tensor(x: Any, framework: str) -> bool:
-    """True when ``x`` is a tensor of ``framework`` ("torch" or "tensorflow"), without importing it."""
+    """Is ``x`` a tensor of ``framework`` ("torch", "tensorflow")?  Imports neither."""
     module = type(x).__module__ or ""
     return module == framework or module.startswith(framework + ".")
 
@@ -102,13 +103,13 @@ def to_numpy(value: Any) -> Any:
 def convert_to_tensors(value: Any, return_tensors: str | None, key: str = "value") -> Any:
     """Stack ``value`` (an array or a list of equally shaped rows) into one framework tensor.
 
-    ``return_tensors`` is ``None`` (returned unchanged), ``"np"``, ``"pt"`` or ``"tf"``.  Ragged rows
-    raise a ``ValueError`` naming ``key``.  Integer Python lists become int64 for numpy and torch and
-    int32 for TensorFlow, as ``tf.constant`` (and ``transformers``) make them.
+    ``return_tensors`` is ``None`` (returned unchanged), ``"np"``, ``"pt"`` or ``"tf"``.  Ragged
+    rows raise a ``ValueError`` naming ``key``.  Integer Python lists become int64 for numpy and
+    torch and int32 for TensorFlow, as ``tf.constant`` (and ``transformers``) make them.
     """
     if return_tensors is None:
         return value
-    return_tensors = str(return_tensors)
+    return_tensors = getattr(return_tensors, "value", return_tensors)  # a TensorType enum
     if return_tensors not in ("np", "pt", "tf"):
         raise ValueError(f"return_tensors must be None, 'np', 'pt' or 'tf', got {return_tensors!r}")
     if return_tensors == "tf" and not isinstance(value, np.ndarray):
@@ -566,7 +567,9 @@ class BlipImageProcessor:
                 )
             arrays.append((image, fmt or infer_channel_format(image)))
 
-        if do_rescale and _is_scaled(arrays[0][0]):
+        global _warned_rescaled
+        if do_rescale and not _warned_rescaled and _is_scaled(arrays[0][0]):
+            _warned_rescaled = True
             logger.warning(
                 "The images look already rescaled to [0, 1]; do_rescale=True divides them by 255 "
                 "again. Pass do_rescale=False for such inputs."

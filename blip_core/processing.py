@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from blip_core.image_processing import BatchFeature, BlipImageProcessor
-from blip_core.tokenization import BatchEncoding, BlipTokenizer
+from blip_core.tokenization import BlipTokenizer
 
 __all__ = ["BlipProcessor"]
 
@@ -28,7 +28,8 @@ class BlipProcessor:
     def __init__(self, image_processor: BlipImageProcessor, tokenizer: BlipTokenizer) -> None:
         if not isinstance(image_processor, BlipImageProcessor):
             raise TypeError(
-                f"image_processor must be a BlipImageProcessor, got {type(image_processor).__name__}"
+                "image_processor must be a BlipImageProcessor, "
+                f"got {type(image_processor).__name__}"
             )
         if not isinstance(tokenizer, BlipTokenizer):
             raise TypeError(f"tokenizer must be a BlipTokenizer, got {type(tokenizer).__name__}")
@@ -134,7 +135,7 @@ class BlipProcessor:
                 self.tokenizer.extra["processor_class"] = saved_tok
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(image_processor={self.image_processor!r}, tokenizer={self.tokenizer!r})"
-
-
-BatchEncoding = BatchEncoding  # re-exported for ``from blip_core.processing import BatchEncoding``
+        return (
+            f"{type(self).__name__}(image_processor={self.image_processor!r}, "
+            f"tokenizer={self.tokenizer!r})"
+        )

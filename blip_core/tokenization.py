@@ -7,8 +7,8 @@ characters a word, ``[CLS] $A [SEP]`` around every sequence), plus two special t
 (the decoder's BOS, id 30522 in the released checkpoints) and ``[ENC]`` (30523).
 
 Reads and writes the hub files (``tokenizer.json``, ``vocab.txt``, ``tokenizer_config.json``,
-``special_tokens_map.json``, ``added_tokens.json``) so that ``transformers`` and this class load each
-other's directories.
+``special_tokens_map.json``, ``added_tokens.json``) so that ``transformers`` and this class load
+each other's directories.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 from tokenizers import AddedToken, Tokenizer, decoders, normalizers, pre_tokenizers, processors
 from tokenizers.models import WordPiece
 
-from blip_core.image_processing import BatchFeature, convert_to_tensors, to_numpy
+from blip_core.image_processing import BatchFeature, to_numpy
 
 TOKENIZER_FILE = "tokenizer.json"
 VOCAB_FILE = "vocab.txt"
@@ -209,7 +209,7 @@ class BlipTokenizer:
         additional_special_tokens: Sequence[str] | None = None,
         add_missing_special_tokens: bool = True,
         added_tokens_decoder: dict[int, AddedToken] | None = None,
-        model_max_length: int = DEFAULT_MODEL_MAX_LENGTH,
+        model_max_length: int | None = DEFAULT_MODEL_MAX_LENGTH,
         padding_side: str = "right",
         truncation_side: str = "right",
         clean_up_tokenization_spaces: bool = True,
@@ -238,12 +238,29 @@ class BlipTokenizer:
             extras.append(self.enc_token)
         self.additional_special_tokens: list[str] = extras
 
-        self.model_max_length = int(model_max_length)
+        self.model_max_length = (
+            VERY_LARGE_INTEGER if model_max_length is None else int(model_max_length)
+        )
+        for name, side in (("padding_side", padding_side), ("truncation_side", truncation_side)):
+            if side not in ("right", "left"):
+                raise ValueError(f"{name} must be 'right' or 'left', got {side!r}")
         self.padding_side = padding_side
         self.truncation_side = truncation_side
         self.clean_up_tokenization_spaces = bool(clean_up_tokenization_spaces)
-        for key in ("do_lower_case", "strip_accents", "tokenize_chinese_chars"):
-            extra.pop(key, None)  # read back from the normalizer when saving
+        # BERT normalizer options (tokenizer_config.json keys): applied to a BertNormalizer as
+        # BertTokenizerFast does, and read back from the normalizer when saving.
+        bert_options = {
+            key: extra.pop(key)
+            for key in ("do_lower_case", "strip_accents", "tokenize_chinese_chars")
+            if key in extra
+        }
+        if bert_options:
+            _apply_bert_options(
+                backend,
+                bert_options.get("do_lower_case", True),
+                bert_options.get("strip_accents"),
+                bert_options.get("tokenize_chinese_chars", True),
+            )
         self.extra: dict[str, Any] = extra
 
         self._add_tokens_from_decoder(added_tokens_decoder or {})
@@ -382,12 +399,14 @@ class BlipTokenizer:
                 kwargs[attr] = _token_content(config.pop(attr))
         extras = [_token_content(t) for t in config.pop("additional_special_tokens", None) or []]
         kwargs["additional_special_tokens"] = extras
+        if "enc_token" in config:
+            kwargs["enc_token"] = _token_content(config.pop("enc_token"))
         if add_blip_tokens:
             kwargs.setdefault("bos_token", "[DEC]")
             kwargs.setdefault("enc_token", "[ENC]")
         else:
             kwargs.setdefault("bos_token", None)
-            kwargs["enc_token"] = "[ENC]" if "[ENC]" in extras else None
+            kwargs.setdefault("enc_token", "[ENC]" if "[ENC]" in extras else None)
         do_lower_case = config.pop("do_lower_case", True)
         strip_accents = config.pop("strip_accents", None)
         chinese = config.pop("tokenize_chinese_chars", True)
@@ -398,7 +417,9 @@ class BlipTokenizer:
             try:
                 backend = Tokenizer.from_file(str(path / TOKENIZER_FILE))
             except Exception as exc:  # the Rust side raises a bare Exception
-                raise ValueError(f"{path / TOKENIZER_FILE}: not a tokenizers JSON file ({exc})")
+                raise ValueError(
+                    f"{path / TOKENIZER_FILE}: not a tokenizers JSON file ({exc})"
+                ) from exc
             clean_default = False  # what PreTrainedTokenizerFast assumes without a config key
             if backend.truncation is not None:
                 config.setdefault("truncation_side", backend.truncation["direction"])
@@ -435,10 +456,17 @@ class BlipTokenizer:
             raise FileNotFoundError(
                 f"{path}: no {TOKENIZER_FILE} or {VOCAB_FILE} in this directory"
             )
-        _apply_bert_options(backend, do_lower_case, strip_accents, chinese)
         config.setdefault("clean_up_tokenization_spaces", clean_default)
         config.setdefault("model_max_length", DEFAULT_MODEL_MAX_LENGTH)
-        return cls(backend, added_tokens_decoder=decoder, **kwargs, **config)
+        return cls(
+            backend,
+            added_tokens_decoder=decoder,
+            do_lower_case=do_lower_case,
+            strip_accents=strip_accents,
+            tokenize_chinese_chars=chinese,
+            **kwargs,
+            **config,
+        )
 
     # ---- vocabulary -----------------------------------------------------------------------
 

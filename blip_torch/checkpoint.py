@@ -112,6 +112,10 @@ class PreTrainedMixin:
         model.eval()
         weights = read_checkpoint(directory)
         load_numpy_state(model, weights, source=str(directory))
+        if (directory / "generation_config.json").is_file():
+            from blip_core.generation import GenerationConfig
+
+            model.generation_config = GenerationConfig.from_pretrained(directory)
         if torch_dtype is not None:
             model.to(torch_dtype)
         if device is not None:

@@ -13,7 +13,15 @@ from blip_core.outputs import (
     BlipOutput,
     BlipTextVisionModelOutput,
 )
+from blip_core.generation import (
+    GenerationConfig,
+    caption_prompts,
+    generate_ids,
+    pad_sequences,
+    resolve_generation_config,
+)
 from blip_torch.checkpoint import PreTrainedMixin
+from blip_torch.generation import TorchDecoderSession
 from blip_torch.text import BlipTextLMHeadModel as _TextLMHead
 from blip_torch.text import BlipTextModel as _TextModel
 from blip_torch.vision import BlipVisionModel as _VisionModel
@@ -52,6 +60,26 @@ class BlipPreTrainedModel(PreTrainedMixin, nn.Module):
         if not isinstance(config, BlipConfig):
             raise TypeError(f"{type(self).__name__} expects a BlipConfig, got {type(config).__name__}")
         self.config = config
+
+    def _generation_config(self, generation_config, kwargs) -> GenerationConfig:
+        """The model's generation settings, with BLIP's ids: ``[SEP]`` ends, ``[PAD]`` pads."""
+        text = self.config.text_config
+        base = getattr(self, "generation_config", None) or GenerationConfig()
+        base = base.merged(
+            bos_token_id=text.bos_token_id,
+            eos_token_id=text.sep_token_id,
+            pad_token_id=text.pad_token_id,
+        )
+        return resolve_generation_config(
+            base, generation_config, kwargs, text.max_position_embeddings
+        )
+
+    def _decode(self, encoder_states, encoder_mask, prompts, config) -> torch.Tensor:
+        def open_session(expansion: int) -> TorchDecoderSession:
+            return TorchDecoderSession(self.text_decoder, encoder_states, encoder_mask, expansion)
+
+        ids = generate_ids(open_session, prompts, config)
+        return torch.from_numpy(pad_sequences(ids, config.pad_token_id)).to(encoder_states.device)
 
     @property
     def device(self) -> torch.device:
@@ -198,6 +226,37 @@ class BlipForConditionalGeneration(BlipPreTrainedModel):
         )
         return out if return_dict is not False else out.to_tuple()
 
+    @torch.no_grad()
+    def generate(
+        self,
+        pixel_values: torch.Tensor,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        interpolate_pos_encoding: bool = False,
+        generation_config: GenerationConfig | None = None,
+        **generate_kwargs,
+    ) -> torch.LongTensor:
+        """Caption images ``(B, 3, H, W)``; returns ids ``(B * num_return_sequences, T)``.
+
+        ``input_ids``/``attention_mask`` (the processor's right-padded output) give a prompt per
+        row: token 0 becomes ``[DEC]`` and its trailing ``[SEP]`` is dropped.  Each output row is
+        ``[DEC]`` + prompt + generated tokens (ending with ``[SEP]``), right-padded with
+        ``[PAD]``.  Settings: see :class:`blip_core.generation.GenerationConfig`.
+        """
+        config = self._generation_config(generation_config, generate_kwargs)
+        image_embeds = self.vision_model(
+            pixel_values=pixel_values, interpolate_pos_encoding=interpolate_pos_encoding
+        ).last_hidden_state
+        text = self.config.text_config
+        prompts = caption_prompts(
+            None if input_ids is None else input_ids.cpu().numpy(),
+            None if attention_mask is None else attention_mask.cpu().numpy(),
+            image_embeds.shape[0],
+            text.bos_token_id,
+            text.sep_token_id,
+        )
+        return self._decode(image_embeds, None, prompts, config)
+
 
 class BlipForQuestionAnswering(BlipPreTrainedModel):
     """VQA: the question is encoded against the image, the answer decoded against the question."""
@@ -264,6 +323,45 @@ class BlipForQuestionAnswering(BlipPreTrainedModel):
             attentions=vision_outputs.attentions,
         )
         return out if return_dict is not False else out.to_tuple()
+
+    def _encode_question(self, input_ids, pixel_values, attention_mask, interpolate_pos_encoding):
+        image_embeds = self.vision_model(
+            pixel_values=pixel_values, interpolate_pos_encoding=interpolate_pos_encoding
+        ).last_hidden_state
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        question = self.text_encoder(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            encoder_hidden_states=image_embeds,
+            encoder_attention_mask=_ones_mask(image_embeds),
+        ).last_hidden_state
+        return question, attention_mask
+
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: torch.Tensor,
+        pixel_values: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        interpolate_pos_encoding: bool = False,
+        generation_config: GenerationConfig | None = None,
+        **generate_kwargs,
+    ) -> torch.LongTensor:
+        """Answer questions ``input_ids`` ``(B, T)`` about images; returns answer ids from ``[DEC]``.
+
+        The answer decoder cross-attends to the question states with the question's padding
+        masked (transformers attends to it; ``text_config.ignore_encoder_attention_mask=True``
+        reproduces that).
+        """
+        config = self._generation_config(generation_config, generate_kwargs)
+        if isinstance(input_ids, list):
+            input_ids = torch.tensor(input_ids)
+        question, mask = self._encode_question(
+            input_ids, pixel_values, attention_mask, interpolate_pos_encoding
+        )
+        prompts = [[self.config.text_config.bos_token_id] for _ in range(question.shape[0])]
+        return self._decode(question, mask, prompts, config)
 
 
 class BlipForImageTextRetrieval(BlipPreTrainedModel):
