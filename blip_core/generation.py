@@ -364,7 +364,6 @@ def _beam_search(open_session, prompts, config: GenerationConfig) -> list[list[i
     running_seq = np.full((batch, beams, steps), config.pad_token_id, dtype=np.int64)
     running_scores = np.zeros((batch, beams), dtype=np.float32)
     running_scores[:, 1:] = _NEG
-    running_len = np.zeros((batch, beams), dtype=np.int64)  # generated tokens in each beam
     seqs = running_seq.copy()
     seq_len = np.zeros((batch, beams), dtype=np.int64)
     beam_scores = np.full((batch, beams), _NEG, dtype=np.float32)

@@ -70,4 +70,6 @@ class TorchDecoderSession:
 
     def reorder(self, indices: np.ndarray) -> None:
         index = torch.from_numpy(np.ascontiguousarray(indices)).to(self.device)
-        self.self_cache = [(k.index_select(0, index), v.index_select(0, index)) for k, v in self.self_cache]
+        self.self_cache = [
+            (k.index_select(0, index), v.index_select(0, index)) for k, v in self.self_cache
+        ]

@@ -7,18 +7,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from blip_core.config import BlipConfig, BlipTextConfig, BlipVisionConfig
-from blip_core.outputs import (
-    BlipForConditionalGenerationModelOutput,
-    BlipImageTextMatchingModelOutput,
-    BlipOutput,
-    BlipTextVisionModelOutput,
-)
 from blip_core.generation import (
     GenerationConfig,
     caption_prompts,
     generate_ids,
     pad_sequences,
     resolve_generation_config,
+)
+from blip_core.outputs import (
+    BlipForConditionalGenerationModelOutput,
+    BlipImageTextMatchingModelOutput,
+    BlipOutput,
+    BlipTextVisionModelOutput,
 )
 from blip_torch.checkpoint import PreTrainedMixin
 from blip_torch.generation import TorchDecoderSession
@@ -58,7 +58,9 @@ class BlipPreTrainedModel(PreTrainedMixin, nn.Module):
     def __init__(self, config: BlipConfig):
         super().__init__()
         if not isinstance(config, BlipConfig):
-            raise TypeError(f"{type(self).__name__} expects a BlipConfig, got {type(config).__name__}")
+            raise TypeError(
+                f"{type(self).__name__} expects a BlipConfig, got {type(config).__name__}"
+            )
         self.config = config
 
     def _generation_config(self, generation_config, kwargs) -> GenerationConfig:
@@ -371,7 +373,9 @@ class BlipForImageTextRetrieval(BlipPreTrainedModel):
         super().__init__(config)
         self.vision_model = _VisionModel(config.vision_config)
         self.text_encoder = _TextModel(config.text_config, add_pooling_layer=False)
-        self.vision_proj = nn.Linear(config.vision_config.hidden_size, config.image_text_hidden_size)
+        self.vision_proj = nn.Linear(
+            config.vision_config.hidden_size, config.image_text_hidden_size
+        )
         self.text_proj = nn.Linear(config.text_config.hidden_size, config.image_text_hidden_size)
         self.itm_head = nn.Linear(config.text_config.hidden_size, 2)
         self.decoder_pad_token_id = config.text_config.pad_token_id

@@ -228,7 +228,11 @@ class BlipTextLayer(nn.Module):
                     "encoder_hidden_states given, but this text model has no cross-attention "
                     "(config.is_decoder is False)"
                 )
-            cross_past = past_key_value[2:] if past_key_value is not None and past_key_value[2] is not None else None
+            cross_past = (
+                past_key_value[2:]
+                if past_key_value is not None and past_key_value[2] is not None
+                else None
+            )
             hidden, cross_probs, cross_present = self.crossattention(
                 hidden, encoder_attention_mask, encoder_hidden_states, cross_past, output_attentions
             )
@@ -369,7 +373,9 @@ class BlipTextModel(nn.Module):
             batch, length = encoder_embeds.shape[:2]
             device = encoder_embeds.device
         else:
-            raise ValueError("You have to specify either input_ids or inputs_embeds or encoder_embeds")
+            raise ValueError(
+                "You have to specify either input_ids or inputs_embeds or encoder_embeds"
+            )
         use_cache = bool(use_cache) and is_decoder
         past_length = past_key_values[0][0].shape[2] if past_key_values is not None else 0
         dtype = self.embeddings.word_embeddings.weight.dtype

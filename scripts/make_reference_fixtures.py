@@ -60,7 +60,9 @@ def write_processor(directory: Path) -> None:
 
     vocab_file = directory / "vocab.txt"
     vocab_file.write_text("\n".join(tiny_vocab()) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizerFast(vocab_file=str(vocab_file), bos_token="[DEC]", model_max_length=64)
+    tokenizer = BertTokenizerFast(
+        vocab_file=str(vocab_file), bos_token="[DEC]", model_max_length=64
+    )
     tokenizer.add_special_tokens({"additional_special_tokens": ["[ENC]"]})
     image_processor = BlipImageProcessor(size={"height": 32, "width": 32})
     BlipProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(directory)

@@ -94,7 +94,11 @@ def compare_outputs(
 
 
 def make_inputs(
-    batch: int = 3, length: int = 9, vocab: int = 99, image_size: int = 32, seed: int = 0,
+    batch: int = 3,
+    length: int = 9,
+    vocab: int = 99,
+    image_size: int = 32,
+    seed: int = 0,
     lengths: list[int] | None = None,
 ) -> dict[str, np.ndarray]:
     """Pixels, right-padded token ids with masks (at least one real token per row), labels."""

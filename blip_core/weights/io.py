@@ -22,7 +22,13 @@ PT_WEIGHTS_INDEX_NAME = "pytorch_model.bin.index.json"
 TF_WEIGHTS_NAME = "tf_model.h5"
 
 # Order of preference when a directory holds several formats.
-WEIGHT_FILES = (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, PT_WEIGHTS_NAME, PT_WEIGHTS_INDEX_NAME, TF_WEIGHTS_NAME)
+WEIGHT_FILES = (
+    SAFE_WEIGHTS_NAME,
+    SAFE_WEIGHTS_INDEX_NAME,
+    PT_WEIGHTS_NAME,
+    PT_WEIGHTS_INDEX_NAME,
+    TF_WEIGHTS_NAME,
+)
 
 
 class WeightLoadError(ValueError):
@@ -40,9 +46,7 @@ def find_weights_file(directory: str | os.PathLike, formats: Iterable[str] = WEI
     for name in formats:
         if (directory / name).is_file():
             return directory / name
-    raise FileNotFoundError(
-        f"{directory}: no weights file found (looked for {', '.join(formats)})"
-    )
+    raise FileNotFoundError(f"{directory}: no weights file found (looked for {', '.join(formats)})")
 
 
 def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -77,7 +81,9 @@ def read_sharded(index_path: str | os.PathLike, reader) -> dict[str, np.ndarray]
         out.update(reader(shard_path))
     missing = sorted(set(weight_map) - set(out))
     if missing:
-        raise WeightLoadError(f"{index_path}: keys listed in the index but absent from shards: {missing[:5]}")
+        raise WeightLoadError(
+            f"{index_path}: keys listed in the index but absent from shards: {missing[:5]}"
+        )
     return out
 
 
@@ -132,7 +138,9 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
         state = read_tf_h5(file)
     else:
-        raise WeightLoadError(f"{file}: unknown weights format (expected .safetensors, .bin, .pth or .h5)")
+        raise WeightLoadError(
+            f"{file}: unknown weights format (expected .safetensors, .bin, .pth or .h5)"
+        )
     return state
 
 

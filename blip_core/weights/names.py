@@ -32,7 +32,11 @@ IGNORED_SUFFIXES = ("position_ids",)
 def lm_head_prefixes(keys) -> list[str]:
     """Prefixes (``"text_decoder."`` or ``""``) under which ``keys`` hold an LM head."""
     keys = set(keys)
-    return [p for p in LM_HEAD_PREFIXES if f"{p}{PREDICTION_BIAS}" in keys or f"{p}{DECODER_BIAS}" in keys]
+    return [
+        p
+        for p in LM_HEAD_PREFIXES
+        if f"{p}{PREDICTION_BIAS}" in keys or f"{p}{DECODER_BIAS}" in keys
+    ]
 
 
 def normalize_tied(

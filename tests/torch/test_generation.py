@@ -78,7 +78,9 @@ SETTINGS = [
 ]
 
 
-@pytest.mark.parametrize("settings", SETTINGS, ids=lambda s: ",".join(f"{k}={v}" for k, v in s.items()) or "greedy")
+@pytest.mark.parametrize(
+    "settings", SETTINGS, ids=lambda s: ",".join(f"{k}={v}" for k, v in s.items()) or "greedy"
+)
 @pytest.mark.parametrize("with_prompt", [False, True])
 def test_caption_generate_matches_reference(caption_pair, settings, with_prompt):
     ref, ours = caption_pair
@@ -108,7 +110,9 @@ def test_reference_cases_cover_early_and_late_endings(caption_pair):
     assert any(ended) and not all(ended), "the eos path is not exercised"
 
 
-@pytest.mark.parametrize("settings", [{}, {"num_beams": 3}, {"num_beams": 4, "num_return_sequences": 2}])
+@pytest.mark.parametrize(
+    "settings", [{}, {"num_beams": 3}, {"num_beams": 4, "num_return_sequences": 2}]
+)
 def test_vqa_generate_matches_reference(vqa_pair, settings):
     ref, ours = vqa_pair
     inp = make_inputs(batch=3, length=7, lengths=[7, 7, 7], seed=5)
@@ -130,7 +134,9 @@ def test_mixed_length_prompts_batch_equals_each_alone(caption_pair, settings):
         alone = ours.generate(pixels[row : row + 1], input_ids=ids[row : row + 1, :n], **settings)
         with torch.no_grad():
             expected = ref.generate(
-                pixel_values=pixels[row : row + 1], input_ids=ids[row : row + 1, :n].clone(), **settings
+                pixel_values=pixels[row : row + 1],
+                input_ids=ids[row : row + 1, :n].clone(),
+                **settings,
             )
         assert trim(batched[row], n - 1) == trim(alone[0].tolist(), n - 1)
         assert trim(alone[0].tolist(), n - 1) == trim(expected[0].tolist(), n - 1)

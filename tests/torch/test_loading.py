@@ -81,7 +81,9 @@ def test_disagreeing_tied_copy_is_an_error(caption_dir, tmp_path):
 
 
 def test_pytorch_bin_and_sharded_safetensors(caption_dir, tmp_path):
-    reference = _caption_outputs(blip_torch.BlipForConditionalGeneration.from_pretrained(caption_dir))
+    reference = _caption_outputs(
+        blip_torch.BlipForConditionalGeneration.from_pretrained(caption_dir)
+    )
     state = read_checkpoint(caption_dir)
     # pytorch_model.bin
     bin_dir = tmp_path / "bin"
@@ -95,7 +97,10 @@ def test_pytorch_bin_and_sharded_safetensors(caption_dir, tmp_path):
     sharded.mkdir()
     shutil.copy(caption_dir / "config.json", sharded / "config.json")
     keys = sorted(state)
-    halves = {"model-00001-of-00002.safetensors": keys[::2], "model-00002-of-00002.safetensors": keys[1::2]}
+    halves = {
+        "model-00001-of-00002.safetensors": keys[::2],
+        "model-00002-of-00002.safetensors": keys[1::2],
+    }
     weight_map = {}
     for name, part in halves.items():
         write_safetensors({k: state[k] for k in part}, sharded / name)
@@ -143,7 +148,10 @@ def test_label_smoothing_from_config(caption_dir):
     smooth = blip_torch.BlipForConditionalGeneration.from_pretrained(caption_dir, config=config)
     plain = blip_torch.BlipForConditionalGeneration.from_pretrained(caption_dir)
     out_s, out_p = _caption_outputs(smooth), _caption_outputs(plain)
-    logits, labels = out_p.logits[:, :-1], torch.from_numpy(make_inputs(batch=2, length=6)["labels"])[:, 1:]
+    logits, labels = (
+        out_p.logits[:, :-1],
+        torch.from_numpy(make_inputs(batch=2, length=6)["labels"])[:, 1:],
+    )
     keep = labels != -100
     logp = torch.log_softmax(logits, -1)[keep]
     target = labels[keep]
@@ -185,7 +193,9 @@ def test_config_weights_shape_mismatch(caption_dir):
     config = json.loads((caption_dir / "config.json").read_text())
     config["vision_config"]["intermediate_size"] = 40
     (caption_dir / "config.json").write_text(json.dumps(config))
-    with pytest.raises(WeightLoadError, match=r"fc1.weight: checkpoint has \(41, 32\), model expects \(40, 32\)"):
+    with pytest.raises(
+        WeightLoadError, match=r"fc1.weight: checkpoint has \(41, 32\), model expects \(40, 32\)"
+    ):
         blip_torch.BlipForConditionalGeneration.from_pretrained(caption_dir)
 
 
@@ -215,9 +225,13 @@ def test_crafted_pickle_is_refused(tmp_path, caption_dir):
 def test_invalid_config_values():
     from blip_core import BlipTextConfig, BlipVisionConfig, ConfigError
 
-    with pytest.raises(ConfigError, match=r"hidden_size \(30\) must be divisible by .*num_attention_heads \(4\)"):
+    with pytest.raises(
+        ConfigError, match=r"hidden_size \(30\) must be divisible by .*num_attention_heads \(4\)"
+    ):
         BlipTextConfig(hidden_size=30, num_attention_heads=4)
-    with pytest.raises(ConfigError, match=r"image_size \(30\) must be divisible by .*patch_size \(8\)"):
+    with pytest.raises(
+        ConfigError, match=r"image_size \(30\) must be divisible by .*patch_size \(8\)"
+    ):
         BlipVisionConfig(image_size=30, patch_size=8)
     with pytest.raises(ConfigError, match="num_hidden_layers must be a positive integer, got -1"):
         BlipVisionConfig(num_hidden_layers=-1)
