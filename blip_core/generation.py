@@ -523,3 +523,35 @@ def caption_prompts(
             real = real[:-1]
         prompts.append(real)
     return prompts
+
+
+def answer_prompts(
+    answer_ids: np.ndarray, answer_mask: np.ndarray | None, bos_token_id: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate answers as decoder inputs: token 0 becomes ``[DEC]`` (as VQA training labels)."""
+    ids = np.array(answer_ids, dtype=np.int64, copy=True)
+    if ids.ndim == 1:
+        ids = ids[None]
+    mask = np.ones_like(ids) if answer_mask is None else np.asarray(answer_mask, dtype=np.int64)
+    ids[:, 0] = bos_token_id
+    return ids, mask
+
+
+def sequence_log_likelihood(log_probs: np.ndarray, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Sum of ``log p(ids[:, t] | ids[:, :t])`` for t >= 1 where ``mask`` is 1.
+
+    ``log_probs`` ``(N, T, V)`` are next-token log-probabilities at each position.
+    """
+    targets = ids[:, 1:]
+    picked = np.take_along_axis(log_probs[:, :-1, :], targets[:, :, None], axis=2)[:, :, 0]
+    return (picked * mask[:, 1:]).sum(axis=1)
+
+
+def strip_prompt(text: str, prompt: str = ORIGINAL_BLIP_PROMPT) -> str:
+    """Remove a decoded prompt from the front of a caption (the original BLIP returns
+    ``caption[len(prompt):]``); text that does not start with it is returned stripped."""
+    head = prompt.strip().lower()
+    stripped = text.strip()
+    if head and stripped.lower().startswith(head):
+        return stripped[len(head) :].strip()
+    return stripped

@@ -61,6 +61,22 @@ class TorchDecoderSession:
         return logits.float().cpu().numpy()
 
     @torch.no_grad()
+    def log_probs(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> torch.Tensor:
+        """Next-token log-probabilities ``(N, T, V)`` for whole (right-padded) sequences."""
+        empty = self.cross[0][0][:, :, :0, :]
+        past = tuple((empty, empty, ck, cv) for ck, cv in self.cross)
+        ids = torch.from_numpy(np.ascontiguousarray(input_ids)).to(self.device)
+        mask = torch.from_numpy(np.ascontiguousarray(attention_mask)).to(self.device)
+        out = self.decoder.bert(
+            input_ids=ids,
+            attention_mask=mask,
+            encoder_attention_mask=self.encoder_attention_mask,
+            past_key_values=past,
+            is_decoder=True,
+        )
+        return torch.log_softmax(self.decoder.cls(out.last_hidden_state).float(), dim=-1)
+
+    @torch.no_grad()
     def prefill(self, input_ids, attention_mask, position_ids) -> np.ndarray:
         return self._run(input_ids, attention_mask, position_ids)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -9,10 +10,12 @@ from torch import nn
 from blip_core.config import BlipConfig, BlipTextConfig, BlipVisionConfig
 from blip_core.generation import (
     GenerationConfig,
+    answer_prompts,
     caption_prompts,
     generate_ids,
     pad_sequences,
     resolve_generation_config,
+    sequence_log_likelihood,
 )
 from blip_core.outputs import (
     BlipForConditionalGenerationModelOutput,
@@ -20,6 +23,7 @@ from blip_core.outputs import (
     BlipOutput,
     BlipTextVisionModelOutput,
 )
+from blip_core.retrieval import RankResult, itc_top_k, rerank
 from blip_torch.checkpoint import PreTrainedMixin
 from blip_torch.generation import TorchDecoderSession
 from blip_torch.text import BlipTextLMHeadModel as _TextLMHead
@@ -50,6 +54,23 @@ def blip_loss(similarity: torch.Tensor) -> torch.Tensor:
 
 def _ones_mask(states: torch.Tensor) -> torch.Tensor:
     return torch.ones(states.shape[:-1], dtype=torch.long, device=states.device)
+
+
+def enc_token_id(config: BlipConfig) -> int:
+    """The ``[ENC]`` id: ``text_config.enc_token_id`` if a config sets it, else the id after
+    ``[DEC]`` (30523 in the released vocabularies)."""
+    text = config.text_config
+    return int(text.extra.get("enc_token_id", text.bos_token_id + 1))
+
+
+def with_enc_token(input_ids: torch.Tensor, config: BlipConfig, use_enc_token: bool):
+    """Image-grounded encoding as the original BLIP: ``[ENC]`` replaces ``[CLS]`` at position 0.
+    Off by default (transformers' numbers)."""
+    if not use_enc_token:
+        return input_ids
+    input_ids = input_ids.clone()
+    input_ids[:, 0] = enc_token_id(config)
+    return input_ids
 
 
 class BlipPreTrainedModel(PreTrainedMixin, nn.Module):
@@ -286,6 +307,7 @@ class BlipForQuestionAnswering(BlipPreTrainedModel):
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         interpolate_pos_encoding: bool = False,
+        use_enc_token: bool = False,
     ) -> BlipTextVisionModelOutput:
         if labels is None and decoder_input_ids is None:
             raise ValueError(
@@ -301,7 +323,7 @@ class BlipForQuestionAnswering(BlipPreTrainedModel):
         )
         image_embeds = vision_outputs.last_hidden_state
         question_embeds = self.text_encoder(
-            input_ids=input_ids,
+            input_ids=with_enc_token(input_ids, self.config, use_enc_token),
             attention_mask=attention_mask,
             encoder_hidden_states=image_embeds,
             encoder_attention_mask=_ones_mask(image_embeds),
@@ -326,7 +348,10 @@ class BlipForQuestionAnswering(BlipPreTrainedModel):
         )
         return out if return_dict is not False else out.to_tuple()
 
-    def _encode_question(self, input_ids, pixel_values, attention_mask, interpolate_pos_encoding):
+    def _encode_question(
+        self, input_ids, pixel_values, attention_mask, interpolate_pos_encoding, use_enc_token
+    ):
+        input_ids = with_enc_token(input_ids, self.config, use_enc_token)
         image_embeds = self.vision_model(
             pixel_values=pixel_values, interpolate_pos_encoding=interpolate_pos_encoding
         ).last_hidden_state
@@ -348,6 +373,7 @@ class BlipForQuestionAnswering(BlipPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         interpolate_pos_encoding: bool = False,
         generation_config: GenerationConfig | None = None,
+        use_enc_token: bool = False,
         **generate_kwargs,
     ) -> torch.LongTensor:
         """Answer questions ``input_ids`` ``(B, T)`` about images; returns answer ids from ``[DEC]``.
@@ -360,10 +386,45 @@ class BlipForQuestionAnswering(BlipPreTrainedModel):
         if isinstance(input_ids, list):
             input_ids = torch.tensor(input_ids)
         question, mask = self._encode_question(
-            input_ids, pixel_values, attention_mask, interpolate_pos_encoding
+            input_ids, pixel_values, attention_mask, interpolate_pos_encoding, use_enc_token
         )
         prompts = [[self.config.text_config.bos_token_id] for _ in range(question.shape[0])]
         return self._decode(question, mask, prompts, config)
+
+    @torch.no_grad()
+    def rank_answers(
+        self,
+        input_ids: torch.Tensor,
+        pixel_values: torch.Tensor,
+        answer_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        answer_attention_mask: torch.Tensor | None = None,
+        interpolate_pos_encoding: bool = False,
+        use_enc_token: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Score candidate answers by decoder log-likelihood (the original BLIP's ``rank``).
+
+        ``answer_ids`` ``(A, T)``: tokenized candidates (``[CLS] answer [SEP]``, right-padded;
+        token 0 becomes ``[DEC]``).  Returns ``scores`` ``(B, A)`` — the summed log-probability
+        of each answer's tokens after ``[DEC]``, ``[SEP]`` included — and ``ranking`` ``(B, A)``,
+        candidate indices best first.  The question is encoded once and its cross-attention
+        keys/values are projected once, shared by all candidates.
+        """
+        question, mask = self._encode_question(
+            input_ids, pixel_values, attention_mask, interpolate_pos_encoding, use_enc_token
+        )
+        ids, amask = answer_prompts(
+            answer_ids.cpu().numpy(),
+            None if answer_attention_mask is None else answer_attention_mask.cpu().numpy(),
+            self.config.text_config.bos_token_id,
+        )
+        batch, num = question.shape[0], ids.shape[0]
+        session = TorchDecoderSession(self.text_decoder, question, mask, expansion=num)
+        tiled_ids, tiled_mask = np.tile(ids, (batch, 1)), np.tile(amask, (batch, 1))
+        log_probs = session.log_probs(tiled_ids, tiled_mask).cpu().numpy()
+        scores = sequence_log_likelihood(log_probs, tiled_ids, tiled_mask).reshape(batch, num)
+        ranking = np.argsort(-scores, axis=1, kind="stable")
+        return torch.from_numpy(scores), torch.from_numpy(ranking)
 
 
 class BlipForImageTextRetrieval(BlipPreTrainedModel):
@@ -394,6 +455,7 @@ class BlipForImageTextRetrieval(BlipPreTrainedModel):
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         interpolate_pos_encoding: bool = False,
+        use_enc_token: bool = False,
     ) -> BlipImageTextMatchingModelOutput:
         vision_outputs = self.vision_model(
             pixel_values=pixel_values,
@@ -404,7 +466,7 @@ class BlipForImageTextRetrieval(BlipPreTrainedModel):
         image_embeds = vision_outputs.last_hidden_state
         if use_itm_head:
             question_embeds = self.text_encoder(
-                input_ids=input_ids,
+                input_ids=with_enc_token(input_ids, self.config, use_enc_token),
                 attention_mask=attention_mask,
                 encoder_hidden_states=image_embeds,
                 encoder_attention_mask=_ones_mask(image_embeds),
@@ -425,3 +487,95 @@ class BlipForImageTextRetrieval(BlipPreTrainedModel):
             question_embeds=question_embeds,
         )
         return out if return_dict is not False else out.to_tuple()
+
+    # -- retrieval: embeddings computed once, ITC shortlist, ITM re-rank -------------------------
+
+    @torch.no_grad()
+    def encode_images(
+        self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """ITC image embeddings ``(N, D_itc)`` (L2-normalised) and the image states
+        ``(N, L, D_vision)`` the ITM head needs; keep both to query many times."""
+        states = self.vision_model(
+            pixel_values=pixel_values, interpolate_pos_encoding=interpolate_pos_encoding
+        ).last_hidden_state
+        return F.normalize(self.vision_proj(states[:, 0, :]), dim=-1), states
+
+    @torch.no_grad()
+    def encode_texts(self, input_ids: torch.Tensor, attention_mask=None) -> torch.Tensor:
+        """ITC text embeddings ``(M, D_itc)`` (L2-normalised; unimodal text encoder, [CLS])."""
+        states = self.text_encoder(input_ids=input_ids, attention_mask=attention_mask)
+        return F.normalize(self.text_proj(states.last_hidden_state[:, 0, :]), dim=-1)
+
+    @torch.no_grad()
+    def itm_probability(
+        self,
+        image_states: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        use_enc_token: bool = False,
+    ) -> torch.Tensor:
+        """Match probability ``(P,)`` of image ``i`` with text ``i``.
+
+        ``image_states`` ``(P, L, D)`` or ``(1, L, D)``: one image against ``P`` texts projects
+        its cross-attention keys/values once and shares them (no per-pair image copies).
+        """
+        input_ids = with_enc_token(input_ids, self.config, use_enc_token)
+        layers = self.text_encoder.encoder.layer
+        rows = input_ids.shape[0]
+        past = []
+        for layer in layers:
+            k, v = layer.crossattention.self.project_key_value(image_states)
+            if k.shape[0] != rows:
+                k, v = k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1)
+            empty = k[:, :, :0, :]
+            past.append((empty, empty, k, v))
+        states = self.text_encoder(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            encoder_attention_mask=torch.ones(
+                (rows, image_states.shape[1]), dtype=torch.long, device=input_ids.device
+            ),
+            past_key_values=tuple(past),
+        ).last_hidden_state
+        return torch.softmax(self.itm_head(states[:, 0, :]).float(), dim=-1)[:, 1]
+
+    def rank_texts(
+        self,
+        image_embeds: torch.Tensor,
+        image_states: torch.Tensor,
+        text_embeds: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        k: int = 16,
+        use_enc_token: bool = False,
+    ) -> RankResult:
+        """One image (``image_embeds`` ``(D,)``/``(1, D)``, ``image_states`` ``(1, L, D)``)
+        against a text collection: ITC top-``k``, then ITM re-rank of those ``k``."""
+        idx, itc = itc_top_k(image_embeds.reshape(-1).cpu().numpy(), text_embeds.cpu().numpy(), k)
+        sel = torch.from_numpy(idx).to(input_ids.device)
+        mask = None if attention_mask is None else attention_mask.index_select(0, sel)
+        itm = self.itm_probability(
+            image_states, input_ids.index_select(0, sel), mask, use_enc_token
+        )
+        return rerank(idx, itc, itm.cpu().numpy())
+
+    def rank_images(
+        self,
+        text_embeds: torch.Tensor,
+        input_ids: torch.Tensor,
+        image_embeds: torch.Tensor,
+        image_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        k: int = 16,
+        use_enc_token: bool = False,
+    ) -> RankResult:
+        """One text (``text_embeds`` ``(D,)``, ``input_ids`` ``(1, T)``) against an image
+        collection (``image_embeds`` ``(N, D)``, ``image_states`` ``(N, L, D)``)."""
+        idx, itc = itc_top_k(text_embeds.reshape(-1).cpu().numpy(), image_embeds.cpu().numpy(), k)
+        sel = torch.from_numpy(idx).to(image_states.device)
+        rows = len(idx)
+        ids = input_ids.reshape(1, -1).expand(rows, -1)
+        mask = None if attention_mask is None else attention_mask.reshape(1, -1).expand(rows, -1)
+        itm = self.itm_probability(image_states.index_select(0, sel), ids, mask, use_enc_token)
+        return rerank(idx, itc, itm.cpu().numpy())
