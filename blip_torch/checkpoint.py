@@ -12,6 +12,7 @@ from torch import nn
 from blip_core.config import BlipConfig, BlipTextConfig, BlipVisionConfig
 from blip_core.weights import check_keys, normalize_tied, read_checkpoint, write_safetensors
 from blip_core.weights.io import SAFE_WEIGHTS_NAME
+from blip_torch.text import BlipTextLMHeadModel
 
 # When a whole-task checkpoint is loaded into a sub-model, take the sub-tree under one of these.
 SUBMODEL_PREFIXES = {
@@ -61,19 +62,33 @@ def _select_submodel(model: nn.Module, state: dict[str, np.ndarray]) -> dict[str
     return state
 
 
-def load_numpy_state(model: nn.Module, state: dict[str, np.ndarray], source: str = "state") -> None:
-    """Strictly load a canonical numpy dict: one error listing missing/unexpected/mis-shaped keys."""
+def load_numpy_state(
+    model: nn.Module, state: dict[str, np.ndarray], source: str = "state", assign: bool = False
+) -> None:
+    """Strictly load a canonical numpy dict: one error listing missing/unexpected/mis-shaped keys.
+
+    ``assign=True`` (a model built on the meta device) adopts the arrays' memory instead of
+    copying into freshly initialised parameters: with memory-mapped files, one copy in all.
+    """
     state = _select_submodel(model, dict(state))
     state = normalize_tied(state)
     expected = expected_shapes(model)
     check_keys(expected, {k: tuple(np.shape(v)) for k, v in state.items()}, source=source)
     params = model.state_dict()
+    aliases = tied_aliases(model)
     tensors = {}
     for key, value in state.items():
         tensors[key] = torch.from_numpy(np.ascontiguousarray(value)).to(params[key].dtype)
-    for alias, canonical in tied_aliases(model).items():
+    for alias, canonical in aliases.items():
         tensors[alias] = tensors[canonical]
-    model.load_state_dict(tensors, strict=True)
+    model.load_state_dict(tensors, strict=True, assign=assign)
+    if assign:  # assign=True gives each key its own Parameter: tie the shared ones again
+        for module in model.modules():
+            if isinstance(module, BlipTextLMHeadModel):
+                module.tie_weights()
+        tied = tied_aliases(model)
+        if set(tied) != set(aliases):
+            raise RuntimeError(f"tied weights not restored after loading: {sorted(aliases)}")
 
 
 def config_from_dir(config_cls, directory: Path):
@@ -108,10 +123,11 @@ class PreTrainedMixin:
         directory = resolve_model_dir(pretrained_model_name_or_path)
         if config is None:
             config = config_from_dir(cls.config_class, directory)
-        model = cls(config)
+        with torch.device("meta"):  # no random init: every weight comes from the file
+            model = cls(config)
         model.eval()
         weights = read_checkpoint(directory)
-        load_numpy_state(model, weights, source=str(directory))
+        load_numpy_state(model, weights, source=str(directory), assign=True)
         if (directory / "generation_config.json").is_file():
             from blip_core.generation import GenerationConfig
 

@@ -49,16 +49,70 @@ def find_weights_file(directory: str | os.PathLike, formats: Iterable[str] = WEI
     raise FileNotFoundError(f"{directory}: no weights file found (looked for {', '.join(formats)})")
 
 
-def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """All tensors of one safetensors file as numpy arrays."""
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
+_SAFETENSORS_DTYPES = {
+    "F64": np.float64,
+    "F32": np.float32,
+    "F16": np.float16,
+    "I64": np.int64,
+    "I32": np.int32,
+    "I16": np.int16,
+    "I8": np.int8,
+    "U8": np.uint8,
+    "BOOL": np.bool_,
+}
 
+
+def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """All tensors of one safetensors file as numpy arrays, memory-mapped (copy-on-write).
+
+    Nothing is read until a tensor is used, and no second copy is made, so loading costs about
+    one copy of the weights.  ``BF16`` tensors (which numpy lacks) are widened to float32.
+    """
     path = Path(path)
     try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            prefix = f.read(8)
+            if len(prefix) < 8:
+                raise ValueError("file shorter than its 8-byte header length")
+            header_len = int.from_bytes(prefix, "little")
+            if header_len <= 0 or 8 + header_len > size:
+                raise ValueError(f"header length {header_len} does not fit a {size}-byte file")
+            header = json.loads(f.read(header_len).decode("utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
         raise WeightLoadError(f"{path}: not a readable safetensors file ({exc})") from exc
+    header.pop("__metadata__", None)
+    data_start = 8 + header_len
+    data_size = size - data_start
+    buffer = np.memmap(path, dtype=np.uint8, mode="c", offset=data_start) if data_size else None
+    out: dict[str, np.ndarray] = {}
+    for key, info in header.items():
+        try:
+            dtype_name, shape = info["dtype"], tuple(info["shape"])
+            start, end = info["data_offsets"]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise WeightLoadError(f"{path}: malformed header entry for {key!r}") from exc
+        if end > data_size or start > end:
+            raise WeightLoadError(
+                f"{path}: tensor {key!r} needs bytes {start}..{end} but the file has "
+                f"{data_size} bytes of data (truncated file?)"
+            )
+        raw = buffer[start:end] if buffer is not None else np.zeros(0, np.uint8)
+        if dtype_name == "BF16":
+            widened = raw.view(np.uint16).astype(np.uint32) << 16
+            out[key] = widened.view(np.float32).reshape(shape)
+        elif dtype_name in _SAFETENSORS_DTYPES:
+            dtype = np.dtype(_SAFETENSORS_DTYPES[dtype_name])
+            expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            if expected != end - start:
+                raise WeightLoadError(
+                    f"{path}: tensor {key!r} of shape {shape} {dtype_name} needs {expected} bytes, "
+                    f"header gives {end - start}"
+                )
+            out[key] = raw.view(dtype).reshape(shape)
+        else:
+            raise WeightLoadError(f"{path}: tensor {key!r} has unsupported dtype {dtype_name}")
+    return out
 
 
 def _read_index(path: Path) -> dict[str, str]:
