@@ -1,0 +1,406 @@
+"""Benchmark blip_torch / blip_tf against transformers 4.57.6 on the same random BLIP weights.
+
+    python scripts/benchmark.py [--smoke] [--repeats 5] [--out bench-results.json]
+                                [--device cpu|cuda] [--dtype float32|bfloat16] [--no-tf]
+
+Builds random (perturbed) BLIP-base models with transformers (text 12 heads, as the released
+checkpoints), saves them in hub layout, and times each work item for the reference and for ours
+in the same run, alternating, after a warm-up, taking the median of ``--repeats`` runs.  The
+reference's TensorFlow side runs in a subprocess with ``TF_USE_LEGACY_KERAS=1`` (tf-keras cannot
+share a process with Keras 3).  Token ids of ours and the reference are compared while timing.
+Prints a table and writes JSON.  ``--smoke`` uses a tiny config (for CI: it must not rot).
+
+Time only on a quiet machine: other load on 2 cores distorts every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("USE_TF", "0")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+TINY = dict(
+    text=dict(vocab_size=99, hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+              num_attention_heads=4, max_position_embeddings=64, bos_token_id=97,
+              sep_token_id=3),
+    vision=dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                image_size=32, patch_size=8),
+)  # fmt: skip
+BASE = dict(text=dict(num_attention_heads=12), vision=dict())
+
+
+def median_time(fn, repeats: int, warmup: int = 1) -> tuple[float, object]:
+    result = None
+    for _ in range(warmup):
+        result = fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def alternate(ref_fn, our_fn, repeats: int, warmup: int = 1):
+    """Median times of two callables, run alternately (same machine state for both)."""
+    for _ in range(warmup):
+        ref_out, our_out = ref_fn(), our_fn()
+    ref_t, our_t = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        ref_out = ref_fn()
+        ref_t.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        our_out = our_fn()
+        our_t.append(time.perf_counter() - start)
+    return statistics.median(ref_t), statistics.median(our_t), ref_out, our_out
+
+
+def matmul_gflops(torch, n: int = 2048, repeats: int = 5) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    t, _ = median_time(lambda: a @ b, repeats)
+    return 2 * n**3 / t / 1e9
+
+
+def build_models(sizes: dict, out: Path) -> dict[str, Path]:
+    import torch
+    import transformers
+
+    config = transformers.BlipConfig(text_config=sizes["text"], vision_config=sizes["vision"])
+    dirs = {}
+    for name, cls in (
+        ("caption", transformers.BlipForConditionalGeneration),
+        ("vqa", transformers.BlipForQuestionAnswering),
+        ("itm", transformers.BlipForImageTextRetrieval),
+    ):
+        torch.manual_seed(0)
+        model = cls(config).eval()
+        gen = torch.Generator().manual_seed(1)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn(p.shape, generator=gen) * 0.02)
+        dirs[name] = out / name
+        model.save_pretrained(dirs[name])
+        del model
+    return dirs
+
+
+def rss_load_probe(kind: str, directory: Path) -> dict:
+    """Load one model in a fresh process; report load seconds and peak RSS (MB)."""
+    code = f"""
+import os, resource, sys, time, json
+os.environ["USE_TF"] = "0"
+sys.path.insert(0, {str(ROOT)!r})
+import torch
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+start = time.perf_counter()
+if {kind!r} == "reference":
+    import transformers
+    m = transformers.BlipForConditionalGeneration.from_pretrained({str(directory)!r})
+elif {kind!r} == "ours":
+    import blip_torch
+    m = blip_torch.BlipForConditionalGeneration.from_pretrained({str(directory)!r})
+else:
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    import blip_tf
+    m = blip_tf.BlipForConditionalGeneration.from_pretrained({str(directory)!r})
+t = time.perf_counter() - start
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({{"seconds": t, "peak_rss_mb": peak, "baseline_rss_mb": base}}))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if proc.returncode != 0:
+        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+REFERENCE_TF = """
+import json, os, sys, time, statistics
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+import numpy as np
+import transformers
+args = json.loads(sys.argv[1])
+pixels = np.load(args["pixels"])
+config = transformers.BlipConfig.from_pretrained(args["dir"])
+config.vision_config.num_channels = 3  # transformers' TF BLIP cannot build its signature without
+model = transformers.TFBlipForConditionalGeneration.from_pretrained(args["dir"], config=config, from_pt=True)
+def timed(fn):
+    fn()
+    ts = []
+    for _ in range(args["repeats"]):
+        s = time.perf_counter(); fn(); ts.append(time.perf_counter() - s)
+    return statistics.median(ts)
+out = {}
+out["vision"] = timed(lambda: model.vision_model(pixel_values=pixels))
+n = args["new_tokens"]
+out["greedy"] = timed(lambda: model.generate(pixel_values=pixels, max_new_tokens=n, min_new_tokens=n))
+print("RESULT " + json.dumps(out))
+"""
+
+
+def reference_tf(directory: Path, pixels: np.ndarray, repeats: int, new_tokens: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        np.save(Path(tmp) / "pixels.npy", pixels)
+        args = json.dumps(
+            {"dir": str(directory), "pixels": str(Path(tmp) / "pixels.npy"),
+             "repeats": repeats, "new_tokens": new_tokens}
+        )  # fmt: skip
+        env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "USE_TF": "1"}
+        env.pop("USE_TORCH", None)
+        proc = subprocess.run(
+            [sys.executable, "-c", REFERENCE_TF, args], capture_output=True, text=True, env=env
+        )
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    return {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1]}
+
+
+def make_jpegs(folder: Path, count: int) -> list[Path]:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(count):
+        y, x = np.mgrid[0:480, 0:640]
+        img = np.stack([(x + i * 7) % 256, (y * 2) % 256, (x + y) % 256], -1).astype(np.uint8)
+        img = np.clip(img + rng.integers(0, 30, img.shape), 0, 255).astype(np.uint8)
+        path = folder / f"img{i:03d}.jpg"
+        Image.fromarray(img).save(path, quality=90)
+        paths.append(path)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny config, 1 repeat (CI)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", default="bench-results.json")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--no-tf", action="store_true", help="skip both TensorFlow backends")
+    parser.add_argument("--new-tokens", type=int, default=20)
+    args = parser.parse_args(argv)
+
+    import torch
+    import transformers
+
+    import blip_torch
+    from blip_core import BlipImageProcessor
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    repeats = 1 if args.smoke else args.repeats
+    sizes = TINY if args.smoke else BASE
+    new_tokens = 5 if args.smoke else args.new_tokens
+    device = torch.device(args.device)
+    dtype = getattr(torch, args.dtype)
+    rows: list[dict] = []
+    report = {
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "device": str(device),
+            "dtype": args.dtype,
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+        },
+        "config": "tiny (smoke)" if args.smoke else "BLIP-base, text 12 heads, 384 px",
+        "rows": rows,
+    }
+    report["machine"]["matmul_gflops_fp32"] = round(
+        matmul_gflops(torch, 256 if args.smoke else 2048), 1
+    )
+    print(f"fp32 matmul: {report['machine']['matmul_gflops_fp32']} GFLOP/s", flush=True)
+
+    def add(work, ref_s, our_s, same=None, note="", backend="torch"):
+        row = {"work": work, "backend": backend, "reference_s": ref_s, "ours_s": our_s,
+               "speedup": (ref_s / our_s) if ref_s and our_s else None,
+               "same_ids": same, "note": note}  # fmt: skip
+        rows.append(row)
+        sp = f"{row['speedup']:.2f}x" if row["speedup"] else "-"
+        print(f"{backend:6s} {work:34s} ref {ref_s or float('nan'):8.3f}s  ours "
+              f"{our_s or float('nan'):8.3f}s  {sp:>8s}  {'' if same is None else ('same outputs' if same else 'OUTPUTS DIFFER')} {note}", flush=True)  # fmt: skip
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        dirs = build_models(sizes, tmp)
+        image_size = sizes["vision"].get("image_size", 384)
+        rng = np.random.default_rng(0)
+        pixels_np = rng.standard_normal((1, 3, image_size, image_size)).astype(np.float32)
+        pixels = torch.from_numpy(pixels_np).to(device, dtype)
+
+        def load_pair(kind):
+            ref = getattr(transformers, f"Blip{kind}").from_pretrained(dirs[_dir_of(kind)])
+            ours = getattr(blip_torch, f"Blip{kind}").from_pretrained(dirs[_dir_of(kind)])
+            return ref.to(device, dtype).eval(), ours.to(device, dtype).eval()
+
+        ref, ours = load_pair("ForConditionalGeneration")
+        with torch.no_grad():
+            r, o, _, _ = alternate(
+                lambda: ref.vision_model(pixel_values=pixels),
+                lambda: ours.vision_model(pixels),
+                repeats,
+            )
+            flops = _vision_flops(sizes["vision"])
+            add("vision encoder forward (1 image)", r, o,
+                note=f"ours {flops / o / 1e9:.0f} GFLOP/s = {100 * flops / o / 1e9 / report['machine']['matmul_gflops_fp32']:.0f}% of matmul")  # fmt: skip
+            gen = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens)
+            r, o, rid, oid = alternate(
+                lambda: ref.generate(pixel_values=pixels, **gen),
+                lambda: ours.generate(pixels, **gen),
+                repeats,
+            )
+            add(f"greedy caption ({new_tokens} new tokens)", r, o, rid.tolist() == oid.tolist())
+            torch_greedy = o
+            r, o, rid, oid = alternate(
+                lambda: ref.generate(pixel_values=pixels, num_beams=3, **gen),
+                lambda: ours.generate(pixels, num_beams=3, **gen),
+                repeats,
+            )
+            add(f"beam-3 caption ({new_tokens} new tokens)", r, o, rid.tolist() == oid.tolist())
+
+        ref, ours = load_pair("ForQuestionAnswering")
+        q = torch.tensor([[101, 2054, 3609, 2003, 1996, 4937, 1029, 102]])
+        q = q % sizes["text"].get("vocab_size", 30524)
+        with torch.no_grad():
+            gen = dict(max_new_tokens=min(new_tokens, 10), min_new_tokens=min(new_tokens, 10))
+            r, o, rid, oid = alternate(
+                lambda: ref.generate(input_ids=q, pixel_values=pixels, **gen),
+                lambda: ours.generate(q, pixels, **gen),
+                repeats,
+            )
+            add("VQA generate (10 new tokens)", r, o, rid.tolist() == oid.tolist())
+
+        ref, ours = load_pair("ForImageTextRetrieval")
+        texts = torch.from_numpy(
+            rng.integers(1000, 20000, (64, 12)) % sizes["text"].get("vocab_size", 30524)
+        )
+        texts[:, 0] = 101 % sizes["text"].get("vocab_size", 30524)
+        mask = torch.ones_like(texts)
+        with torch.no_grad():
+
+            def ref_itm():
+                logits = ref(input_ids=texts, pixel_values=pixels.expand(64, -1, -1, -1),
+                             attention_mask=mask).itm_score  # fmt: skip
+                return torch.softmax(logits, -1)[:, 1]
+
+            def our_itm():
+                _, states = ours.encode_images(pixels)
+                return ours.itm_probability(states, texts, mask)
+
+            r_rep = 1 if not args.smoke else repeats
+            r, o, rp, op = alternate(ref_itm, our_itm, r_rep, warmup=0 if not args.smoke else 1)
+            close = bool(torch.allclose(rp.float(), op.float(), atol=1e-4))
+            add("ITM: 1 image x 64 texts", r, o, close,
+                note="reference repeats the image per pair (its API); ours encodes it once")  # fmt: skip
+            pix16 = pixels.expand(16, -1, -1, -1).contiguous()
+
+            def ref_itc():
+                states = ref.vision_model(pixel_values=pix16).last_hidden_state
+                return torch.nn.functional.normalize(ref.vision_proj(states[:, 0]), dim=-1)
+
+            r, o, _, _ = alternate(
+                ref_itc, lambda: ours.encode_images(pix16)[0], max(1, repeats // 2)
+            )
+            add("ITC embeddings of 16 images", r, o)
+
+        # preprocessing: JPEG files -> pixel batch
+        jpegs = make_jpegs(tmp, 8 if args.smoke else 32)
+        ours_proc = BlipImageProcessor(size={"height": image_size, "width": image_size})
+        ref_proc = transformers.BlipImageProcessor(size={"height": image_size, "width": image_size})
+        from PIL import Image
+
+        def ref_pre():
+            return ref_proc([Image.open(p) for p in jpegs], return_tensors="np")["pixel_values"]
+
+        def our_pre():
+            return ours_proc([str(p) for p in jpegs], return_tensors="np")["pixel_values"]
+
+        r, o, rp, op = alternate(ref_pre, our_pre, repeats)
+        add(f"preprocess {len(jpegs)} JPEGs (images/s: ref {len(jpegs) / r:.0f}, ours {len(jpegs) / o:.0f})",
+            r, o, bool(np.allclose(rp, op, atol=1e-5)))  # fmt: skip
+
+        # load time and peak RSS, each in a fresh process
+        weight_bytes = (dirs["caption"] / "model.safetensors").stat().st_size
+        report["caption_weight_mb"] = weight_bytes / 2**20
+        probes = {k: rss_load_probe(k, dirs["caption"]) for k in ("reference", "ours")}
+        if not args.no_tf:
+            probes["ours_tf"] = rss_load_probe("tf", dirs["caption"])
+        report["load"] = probes
+        for k, v in probes.items():
+            if "error" in v:
+                print(f"load {k}: {v['error']}")
+                continue
+            ratio = v["peak_rss_mb"] / report["caption_weight_mb"]
+            delta = (v["peak_rss_mb"] - v["baseline_rss_mb"]) / report["caption_weight_mb"]
+            v["peak_rss_over_weights"], v["delta_rss_over_weights"] = ratio, delta
+            print(f"load {k:10s} {v['seconds']:.2f}s  peak RSS {v['peak_rss_mb']:.0f} MB "
+                  f"({ratio:.2f}x weights; {delta:.2f}x above the post-import baseline)")  # fmt: skip
+        r, o = probes["reference"].get("seconds"), probes["ours"].get("seconds")
+        add("load caption checkpoint (fresh process)", r, o)
+
+        if not args.no_tf:
+            ref_tf = reference_tf(dirs["caption"], pixels_np, repeats, new_tokens)
+            report["reference_tf"] = ref_tf
+            if "error" in ref_tf:
+                print(f"reference TF failed: {ref_tf['error']}")
+            _bench_our_tf(
+                dirs["caption"], pixels_np, repeats, new_tokens, ref_tf, add, torch_greedy
+            )
+
+    Path(args.out).write_text(json.dumps(report, indent=2))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _dir_of(kind: str) -> str:
+    return {"ForConditionalGeneration": "caption", "ForQuestionAnswering": "vqa",
+            "ForImageTextRetrieval": "itm"}[kind]  # fmt: skip
+
+
+def _vision_flops(vision: dict) -> float:
+    d = vision.get("hidden_size", 768)
+    inter = vision.get("intermediate_size", 3072)
+    layers = vision.get("num_hidden_layers", 12)
+    n = (vision.get("image_size", 384) // vision.get("patch_size", 16)) ** 2 + 1
+    per_layer = 2 * n * (4 * d * d + 2 * d * inter) + 4 * n * n * d
+    return layers * per_layer + 2 * n * 3 * vision.get("patch_size", 16) ** 2 * d
+
+
+def _bench_our_tf(directory, pixels_np, repeats, new_tokens, ref_tf, add, torch_greedy):
+    try:
+        import blip_tf
+    except Exception as exc:  # pragma: no cover - depends on the environment
+        print(f"blip_tf unavailable: {exc}")
+        return
+    model = blip_tf.BlipForConditionalGeneration.from_pretrained(directory)
+    t_vision, _ = median_time(lambda: model.vision_model(pixels_np), repeats)
+    add("vision encoder forward (1 image)", ref_tf.get("vision"), t_vision, backend="tf")
+    if not hasattr(model, "generate"):
+        print("blip_tf has no generate yet")
+        return
+    gen = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens)
+    t_greedy, _ = median_time(lambda: model.generate(pixels_np, **gen), repeats)
+    add(f"greedy caption ({new_tokens} new tokens)", ref_tf.get("greedy"), t_greedy,
+        note=f"{t_greedy / torch_greedy:.2f}x our PyTorch time", backend="tf")  # fmt: skip
+
+
+if __name__ == "__main__":
+    sys.exit(main())
