@@ -28,6 +28,9 @@ format: $(STAMP)
 test: lint
 	$(PY) -m pytest -q
 
+demo: $(STAMP)
+	$(PY) scripts/demo.py
+
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
