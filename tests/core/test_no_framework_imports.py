@@ -10,7 +10,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 CHECK = (
     "import blip_core, blip_core.config, blip_core.image_processing, blip_core.tokenization, "
-    "blip_core.processing, blip_core.weights; import sys; "
+    "blip_core.processing, blip_core.weights, blip_core.weights.convert, "
+    "blip_core.weights.original_map, blip_core.weights.tf_map, blip_core.weights.h5, "
+    "blip_core.generation, blip_core.retrieval, blip_core.pipeline, blip_core.cli, "
+    "blip_core.demo, blip_core.demo.data; import sys; "
     "bad = [m for m in ('torch', 'tensorflow', 'transformers', 'keras') if m in sys.modules]; "
     "assert not bad, bad"
 )
