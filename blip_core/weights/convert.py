@@ -32,11 +32,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import shutil
 import signal
-import struct
 import sys
 import tempfile
 import warnings
@@ -56,6 +54,7 @@ from blip_core.weights.io import (
     read_checkpoint,
     read_safetensors,
     read_torch_pickle,
+    write_safetensors_file,
 )
 from blip_core.weights.names import (
     DECODER_WEIGHT,
@@ -144,18 +143,6 @@ class Progress:
 # --------------------------------------------------------------------------------------------
 # Writing.
 
-_SAFETENSORS_DTYPES = {
-    np.dtype("float64"): "F64",
-    np.dtype("float32"): "F32",
-    np.dtype("float16"): "F16",
-    np.dtype("int64"): "I64",
-    np.dtype("int32"): "I32",
-    np.dtype("int16"): "I16",
-    np.dtype("int8"): "I8",
-    np.dtype("uint8"): "U8",
-    np.dtype("bool"): "BOOL",
-}
-
 
 def write_safetensors_streaming(
     state: Mapping[str, np.ndarray],
@@ -163,39 +150,13 @@ def write_safetensors_streaming(
     metadata: Mapping[str, str] | None = None,
     progress: Progress | None = None,
 ) -> Path:
-    """Write ``state`` as one safetensors file, tensor by tensor, without an in-memory copy of
-    the whole file (``safetensors.numpy.save_file`` first turns every tensor into ``bytes``)."""
-    header: dict[str, object] = {"__metadata__": dict(metadata or {"format": "pt"})}
-    offset = 0
-    keys = sorted(state)
-    for key in keys:
-        array = np.asarray(state[key])
-        dtype = array.dtype.newbyteorder("=") if array.dtype.byteorder == ">" else array.dtype
-        if dtype not in _SAFETENSORS_DTYPES:
-            raise ConversionError(f"{key}: dtype {array.dtype} cannot be written to safetensors")
-        header[key] = {
-            "dtype": _SAFETENSORS_DTYPES[dtype],
-            "shape": list(array.shape),
-            "data_offsets": [offset, offset + array.nbytes],
-        }
-        offset += array.nbytes
-    blob = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    blob += b" " * (-len(blob) % 8)  # the data starts 8-byte aligned, as safetensors writes it
-    path = Path(path)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(blob)))
-        f.write(blob)
-        for key in keys:
-            array = np.asarray(state[key])
-            if array.dtype.byteorder == ">" or (
-                array.dtype.byteorder == "=" and sys.byteorder == "big"
-            ):
-                array = array.astype(array.dtype.newbyteorder("<"))
-            array = np.ascontiguousarray(array)  # a copy of this one tensor at most
-            f.write(memoryview(array.reshape(-1)).cast("B"))
-            if progress is not None:
-                progress.update(array.nbytes)
-    return path
+    """Write ``state`` tensor by tensor (see :func:`blip_core.weights.io.write_safetensors_file`)."""
+    try:
+        return write_safetensors_file(
+            state, path, metadata, None if progress is None else progress.update
+        )
+    except ValueError as exc:
+        raise ConversionError(str(exc)) from exc
 
 
 def with_lm_head_weights(state: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -212,13 +213,57 @@ def atomic_write(path: Path, write) -> None:
         raise
 
 
-def write_safetensors(state: Mapping[str, np.ndarray], path: str | os.PathLike) -> Path:
-    """Write ``state`` as one safetensors file with the ``{"format": "pt"}`` metadata the hub uses."""
-    from safetensors.numpy import save_file
+_NUMPY_TO_SAFETENSORS = {np.dtype(v): k for k, v in _SAFETENSORS_DTYPES.items()}
 
+
+def write_safetensors_file(
+    state: Mapping[str, np.ndarray],
+    path: str | os.PathLike,
+    metadata: Mapping[str, str] | None = None,
+    progress=None,
+) -> Path:
+    """Write ``state`` as one safetensors file, tensor by tensor: no in-memory copy of the whole
+    file (``safetensors.numpy.save_file`` first turns every tensor into ``bytes``).  Writes
+    ``path`` directly; see :func:`write_safetensors` for the atomic version.  ``progress`` is
+    called with the bytes of each tensor written."""
+    header: dict[str, object] = {"__metadata__": dict(metadata or {"format": "pt"})}
+    offset = 0
+    keys = sorted(state)
+    for key in keys:
+        array = np.asarray(state[key])
+        dtype = array.dtype.newbyteorder("=") if array.dtype.byteorder == ">" else array.dtype
+        if dtype not in _NUMPY_TO_SAFETENSORS:
+            raise ValueError(f"{key}: dtype {array.dtype} cannot be written to safetensors")
+        header[key] = {
+            "dtype": _NUMPY_TO_SAFETENSORS[dtype],
+            "shape": list(array.shape),
+            "data_offsets": [offset, offset + array.nbytes],
+        }
+        offset += array.nbytes
+    blob = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    blob += b" " * (-len(blob) % 8)  # the data starts 8-byte aligned, as safetensors writes it
     path = Path(path)
-    arrays = {k: np.ascontiguousarray(v) for k, v in state.items()}
-    atomic_write(path, lambda tmp: save_file(arrays, tmp, metadata={"format": "pt"}))
+    with open(path, "wb") as f:
+        f.write(len(blob).to_bytes(8, "little"))
+        f.write(blob)
+        for key in keys:
+            array = np.asarray(state[key])
+            if array.dtype.byteorder == ">" or (
+                array.dtype.byteorder == "=" and sys.byteorder == "big"
+            ):
+                array = array.astype(array.dtype.newbyteorder("<"))
+            array = np.ascontiguousarray(array)  # a copy of this one tensor at most
+            f.write(memoryview(array.reshape(-1)).cast("B"))
+            if progress is not None:
+                progress(array.nbytes)
+    return path
+
+
+def write_safetensors(state: Mapping[str, np.ndarray], path: str | os.PathLike) -> Path:
+    """Write ``state`` as one safetensors file (``{"format": "pt"}`` metadata, as the hub uses),
+    streamed tensor by tensor into a temporary file renamed into place: never a partial file."""
+    path = Path(path)
+    atomic_write(path, lambda tmp: write_safetensors_file(state, tmp))
     return path
 
 
