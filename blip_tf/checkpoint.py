@@ -1,0 +1,305 @@
+"""from_pretrained / save_pretrained glue: Keras variables <-> canonical numpy dicts.
+
+Every blip_tf model names its layers after the transformers attributes, so each variable's path
+relative to the model (``vision_model/encoder/layers_._0/self_attn/qkv/kernel``) maps to a
+canonical key through :mod:`blip_core.weights.tf_map`, and nothing here knows a weight name.
+
+Also here: the layer factories whose names and initialisers that contract relies on, the
+name-scope helper that keeps variable paths stable when a model is built inside another, and the
+input/loss plumbing that lets ``model.fit`` train on a dict holding ``labels``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from blip_core.config import BlipConfig, BlipVisionConfig, ConfigError
+from blip_core.weights import check_keys, normalize_tied, read_checkpoint, write_safetensors
+from blip_core.weights.io import SAFE_WEIGHTS_NAME, WeightLoadError, atomic_write, find_weights_file
+from blip_core.weights.tf_map import (
+    canonical_shape,
+    keras_to_canonical_path,
+    to_canonical,
+    to_keras,
+)
+
+if keras.backend.backend() != "tensorflow":  # pragma: no cover - depends on the environment
+    raise ImportError(
+        f"blip_tf needs the TensorFlow Keras backend, but KERAS_BACKEND is "
+        f"{keras.backend.backend()!r}; set KERAS_BACKEND=tensorflow before importing keras"
+    )
+
+# When a whole-task checkpoint is loaded into a sub-model, take the sub-tree under one of these.
+SUBMODEL_PREFIXES = {
+    "BlipVisionModel": ("vision_model.",),
+    "BlipTextModel": ("text_encoder.", "text_model."),
+    "BlipTextLMHeadModel": ("text_decoder.",),
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Layer construction.
+
+
+def dense(units: int, stddev: float, name: str, use_bias: bool = True) -> keras.layers.Dense:
+    """A Dense layer initialised like transformers' ``nn.Linear`` (normal weights, zero bias)."""
+    return keras.layers.Dense(
+        units,
+        use_bias=use_bias,
+        kernel_initializer=keras.initializers.RandomNormal(stddev=stddev),
+        bias_initializer="zeros",
+        name=name,
+    )
+
+
+def layer_norm(epsilon: float, name: str) -> keras.layers.LayerNormalization:
+    """LayerNorm with the config's epsilon (Keras' default 1e-3 would be wrong for BLIP)."""
+    return keras.layers.LayerNormalization(axis=-1, epsilon=epsilon, name=name)
+
+
+@contextlib.contextmanager
+def child_scope(layer: keras.layers.Layer):
+    """Open ``layer``'s name scope while its constructor creates (and builds) child models.
+
+    A blip_tf model builds its weights in its constructor; a model that is a child of another
+    (``vision_model`` of ``BlipForConditionalGeneration``) is built before its parent's
+    ``build()`` runs, so without this scope its variables would miss the parent's path prefix.
+    """
+    with keras.name_scope(layer.name, caller=layer):
+        yield
+
+
+def unpack_inputs(call):
+    """Let ``model(inputs_dict)`` (what ``fit``/``evaluate`` do) mean ``model(**inputs_dict)``."""
+
+    @functools.wraps(call)
+    def wrapper(self, *args, **kwargs):
+        if args and isinstance(args[0], Mapping):
+            return call(self, *args[1:], **{**args[0], **kwargs})
+        return call(self, *args, **kwargs)
+
+    return wrapper
+
+
+# --------------------------------------------------------------------------------------------
+# Keras variables <-> canonical numpy dicts.
+
+
+def keras_variables(model: keras.layers.Layer) -> dict[str, keras.Variable]:
+    """``{path relative to model: variable}`` for every weight of ``model``."""
+    prefix = model.path + "/"
+    out: dict[str, keras.Variable] = {}
+    for variable in model.weights:
+        if not variable.path.startswith(prefix):
+            raise RuntimeError(
+                f"variable {variable.path!r} lies outside model path {model.path!r}; "
+                "was a child model built outside blip_tf.checkpoint.child_scope?"
+            )
+        out[variable.path[len(prefix) :]] = variable
+    return out
+
+
+def canonical_shapes(model: keras.layers.Layer) -> dict[str, tuple[int, ...]]:
+    """``{canonical key: shape}`` that ``model`` expects from a checkpoint."""
+    out = {}
+    for path, variable in keras_variables(model).items():
+        out[keras_to_canonical_path(path)] = canonical_shape(path, tuple(variable.shape))
+    return out
+
+
+def get_weights_dict(model: keras.layers.Layer) -> dict[str, np.ndarray]:
+    """The canonical state dict (numpy copies; the tied LM-head weight is not a separate key)."""
+    out = {}
+    for path, variable in keras_variables(model).items():
+        key, array = to_canonical(path, keras.ops.convert_to_numpy(variable))
+        out[key] = np.array(array, order="C")  # a copy; keeps 0-d arrays 0-d
+    return out
+
+
+def _select_submodel(model, state: dict[str, np.ndarray], expected) -> dict[str, np.ndarray]:
+    if set(expected) & set(state):
+        return state
+    for cls in type(model).__mro__:
+        for prefix in SUBMODEL_PREFIXES.get(cls.__name__, ()):
+            sub = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+            if sub and set(expected) & set(sub):
+                return sub
+    return state
+
+
+def load_weights_dict(
+    model: keras.layers.Layer, state: Mapping[str, np.ndarray], source: str = "state dict"
+) -> None:
+    """Strictly load a canonical numpy dict into ``model``.
+
+    Accepts the tied aliases (``cls.predictions.decoder.weight/bias``) and ``position_ids``
+    buffers; anything else missing, unexpected or mis-shaped raises one :class:`WeightLoadError`.
+    """
+    expected = canonical_shapes(model)
+    state = _select_submodel(model, dict(state), expected)
+    try:
+        state = normalize_tied(state)
+    except ValueError as exc:
+        raise WeightLoadError(f"{source}: {exc}") from None
+    check_keys(expected, {k: tuple(np.shape(v)) for k, v in state.items()}, source=source)
+    for path, variable in keras_variables(model).items():
+        key = keras_to_canonical_path(path)
+        _, array = to_keras(key, np.asarray(state[key]))
+        variable.assign(np.asarray(array, dtype=variable.dtype))
+
+
+def config_from_dir(config_cls, directory: Path):
+    """Read config.json for any of the three config classes (sub-configs out of a BlipConfig)."""
+    if config_cls is BlipConfig:
+        return BlipConfig.from_pretrained(directory)
+    file = directory / "config.json"
+    if not file.is_file():
+        raise FileNotFoundError(f"{directory}: no config.json in this directory")
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: not valid JSON ({exc})") from exc
+    if data.get("model_type") == "blip":
+        composite = BlipConfig.from_dict(data)
+        return composite.vision_config if config_cls is BlipVisionConfig else composite.text_config
+    return config_cls.from_dict(data)
+
+
+def _resolve_dir(name_or_path: str | os.PathLike) -> Path:
+    try:
+        from blip_core.hub import resolve_model_dir
+    except ImportError:  # pragma: no cover - older core
+        path = Path(name_or_path)
+        if not path.is_dir():
+            raise FileNotFoundError(f"{path}: no such directory") from None
+        return path
+    return resolve_model_dir(name_or_path)
+
+
+def _per_example_fields(value):
+    if hasattr(value, "keys") and callable(value.keys):
+        return {
+            k: _per_example_fields(value[k])
+            for k in value.keys()
+            if k not in ("loss", "past_key_values")
+        }
+    if isinstance(value, tuple):
+        return tuple(_per_example_fields(v) for v in value)
+    return value
+
+
+# --------------------------------------------------------------------------------------------
+# The mixin of every public blip_tf model.
+
+
+class PreTrainedMixin:
+    """Checkpoint I/O, Keras serialisation and ``fit`` support for the blip_tf models.
+
+    Subclasses set ``config_class`` and take ``(config, **kwargs)`` in their constructor; extra
+    constructor arguments are listed in ``_extra_init_args`` so ``get_config`` keeps them.
+    """
+
+    config_class = BlipConfig
+    _extra_init_args: tuple[str, ...] = ()
+
+    # ---- checkpoints -----------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | os.PathLike, config=None, **kwargs
+    ):
+        """Build from a hub-layout directory (``config.json`` + safetensors / sharded
+        safetensors / ``tf_model.h5`` / ``pytorch_model.bin`` (needs torch)); strict."""
+        directory = _resolve_dir(pretrained_model_name_or_path)
+        if config is None:
+            config = config_from_dir(cls.config_class, directory)
+        model = cls(config, **kwargs)
+        weights_file = find_weights_file(directory)
+        state = read_checkpoint(directory)
+        load_weights_dict(model, state, source=str(weights_file))
+        return model
+
+    def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` in canonical names (PyTorch-loadable)."""
+        directory = Path(save_directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        data = self.config.to_dict()
+        data["architectures"] = [type(self).__name__]
+        text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+        atomic_write(directory / "config.json", lambda tmp: Path(tmp).write_text(text, "utf-8"))
+        write_safetensors(self.get_weights_dict(), directory / SAFE_WEIGHTS_NAME)
+        return directory
+
+    def get_weights_dict(self) -> dict[str, np.ndarray]:
+        """Canonical ``{key: numpy array}`` (PyTorch names and layouts)."""
+        return get_weights_dict(self)
+
+    def load_weights_dict(self, state: Mapping[str, np.ndarray], source: str = "state dict"):
+        """Load a canonical dict strictly (see :func:`load_weights_dict`)."""
+        load_weights_dict(self, state, source=source)
+        return self
+
+    # ---- Keras serialisation (``model.save("x.keras")`` / ``keras.models.load_model``) ------
+
+    def get_config(self) -> dict:
+        config = {
+            "name": self.name,
+            "trainable": self.trainable,
+            "dtype": keras.saving.serialize_keras_object(self.dtype_policy),
+            "config": self.config.to_dict(),
+        }
+        for arg in self._extra_init_args:
+            config[arg] = getattr(self, arg)
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict):
+        config = dict(config)
+        blip_config = cls.config_class.from_dict(config.pop("config"))
+        return cls(blip_config, **config)
+
+    # ---- training and inference loops -------------------------------------------------------
+
+    def predict_step(self, data):
+        """``model.predict`` returns a dict of the output fields (nested outputs as nested dicts;
+        losses and the KV cache left out), concatenated over batches along axis 0 (so BlipModel's
+        image-text logit matrices come back as per-batch blocks)."""
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        return _per_example_fields(self(x, training=False))
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The model's own loss (from ``labels`` in the input dict, or ``return_loss=True``);
+        ``y``, when given instead, is taken as the labels of an LM head."""
+        loss = getattr(y_pred, "loss", None)
+        if loss is None and y is not None and hasattr(self, "loss_from_labels"):
+            loss = self.loss_from_labels(y_pred, y)
+        if loss is None:
+            raise ValueError(
+                f"{type(self).__name__} returned no loss: put `labels` in the input dict "
+                "(or `return_loss=True` for BlipModel)"
+            )
+        if self.losses:
+            loss = loss + keras.ops.sum(self.losses)
+        return loss
+
+
+__all__ = [
+    "PreTrainedMixin",
+    "canonical_shapes",
+    "child_scope",
+    "config_from_dir",
+    "dense",
+    "get_weights_dict",
+    "keras_variables",
+    "layer_norm",
+    "load_weights_dict",
+    "unpack_inputs",
+]
