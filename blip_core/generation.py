@@ -165,6 +165,29 @@ def resolve_generation_config(
     return config
 
 
+def blip_generation_config(
+    model_config: GenerationConfig | None,
+    text_config,
+    generation_config: GenerationConfig | None,
+    kwargs: dict,
+) -> GenerationConfig:
+    """Settings for a BLIP ``generate`` call, as the reference builds them: the model's settings
+    (``generation_config.json``) with BLIP's ids (``[DEC]`` starts, ``[SEP]`` ends, ``[PAD]``
+    pads); a caller's ``generation_config`` gets the ids it leaves unset; kwargs win."""
+    ids = dict(
+        bos_token_id=text_config.bos_token_id,
+        eos_token_id=text_config.sep_token_id,
+        pad_token_id=text_config.pad_token_id,
+    )
+    base = (model_config or GenerationConfig()).merged(**ids)
+    if generation_config is not None:
+        unset = {k: v for k, v in ids.items() if getattr(generation_config, k) is None}
+        generation_config = generation_config.merged(**unset)
+    return resolve_generation_config(
+        base, generation_config, kwargs, text_config.max_position_embeddings
+    )
+
+
 class DecoderSession(Protocol):
     """What a backend provides: a text decoder over a KV cache, answering with numpy logits.
 
@@ -284,6 +307,12 @@ def _limits(config: GenerationConfig, prompt_lengths: np.ndarray):
         max_lengths = np.full_like(prompt_lengths, config.max_length)
     min_lengths = np.full_like(prompt_lengths, config.min_length or 0)
     return max_lengths, min_lengths
+
+
+def length_limits(config: GenerationConfig, prompt_lengths: np.ndarray):
+    """Per-row ``(max_lengths, min_lengths)`` (prompt included) that the searches apply, so a
+    backend can size its key/value cache: ``prompt + max_new`` tokens at most."""
+    return _limits(config, np.asarray(prompt_lengths))
 
 
 # -- the searches ------------------------------------------------------------------------------

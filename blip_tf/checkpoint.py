@@ -12,9 +12,12 @@ input/loss plumbing that lets ``model.fit`` train on a dict holding ``labels``.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
 import json
+import mmap
 import os
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -22,6 +25,7 @@ import keras
 import numpy as np
 
 from blip_core.config import BlipConfig, BlipVisionConfig, ConfigError
+from blip_core.generation import GENERATION_CONFIG_NAME, GenerationConfig
 from blip_core.weights import check_keys, normalize_tied, read_checkpoint, write_safetensors
 from blip_core.weights.io import SAFE_WEIGHTS_NAME, WeightLoadError, atomic_write, find_weights_file
 from blip_core.weights.tf_map import (
@@ -48,13 +52,32 @@ SUBMODEL_PREFIXES = {
 # --------------------------------------------------------------------------------------------
 # Layer construction.
 
+_SKIP_INIT = threading.local()
+
+
+@contextlib.contextmanager
+def no_init_weights():
+    """Build models with zero-filled weights (no random draws) while this context is open:
+    for models whose every weight is loaded next, as in ``from_pretrained``."""
+    previous = getattr(_SKIP_INIT, "active", False)
+    _SKIP_INIT.active = True
+    try:
+        yield
+    finally:
+        _SKIP_INIT.active = previous
+
+
+def weight_init(initializer):
+    """``initializer``, or ``"zeros"`` inside :func:`no_init_weights`."""
+    return "zeros" if getattr(_SKIP_INIT, "active", False) else initializer
+
 
 def dense(units: int, stddev: float, name: str, use_bias: bool = True) -> keras.layers.Dense:
     """A Dense layer initialised like transformers' ``nn.Linear`` (normal weights, zero bias)."""
     return keras.layers.Dense(
         units,
         use_bias=use_bias,
-        kernel_initializer=keras.initializers.RandomNormal(stddev=stddev),
+        kernel_initializer=weight_init(keras.initializers.RandomNormal(stddev=stddev)),
         bias_initializer="zeros",
         name=name,
     )
@@ -136,12 +159,17 @@ def _select_submodel(model, state: dict[str, np.ndarray], expected) -> dict[str,
 
 
 def load_weights_dict(
-    model: keras.layers.Layer, state: Mapping[str, np.ndarray], source: str = "state dict"
+    model: keras.layers.Layer,
+    state: Mapping[str, np.ndarray],
+    source: str = "state dict",
+    release_pages: bool = False,
 ) -> None:
     """Strictly load a canonical numpy dict into ``model``.
 
     Accepts the tied aliases (``cls.predictions.decoder.weight/bias``) and ``position_ids``
     buffers; anything else missing, unexpected or mis-shaped raises one :class:`WeightLoadError`.
+    ``release_pages``: ``state`` holds read-only memory-mapped arrays owned by the caller (as
+    :func:`read_checkpoint` returns), whose pages may be dropped once loaded.
     """
     expected = canonical_shapes(model)
     state = _select_submodel(model, dict(state), expected)
@@ -154,6 +182,25 @@ def load_weights_dict(
         key = keras_to_canonical_path(path)
         _, array = to_keras(key, np.asarray(state[key]))
         variable.assign(np.asarray(array, dtype=variable.dtype))
+        if release_pages:
+            _release_pages(state[key])
+
+
+def _release_pages(array) -> None:
+    """Let the kernel drop the file pages behind a memory-mapped checkpoint array once its
+    variable holds the values, so that loading peaks at about one copy of the weights (plus
+    one tensor) instead of two.  The mapping is copy-on-write and never written, so a later
+    read of ``array`` reads the file again and sees the same bytes."""
+    mm = getattr(array, "_mmap", None)
+    if mm is None or not hasattr(mmap, "MADV_DONTNEED") or not array.flags.c_contiguous:
+        return
+    try:
+        base = ctypes.addressof(ctypes.c_char.from_buffer(mm))
+        start = array.__array_interface__["data"][0] - base
+        first = start // mmap.PAGESIZE * mmap.PAGESIZE
+        mm.madvise(mmap.MADV_DONTNEED, first, start + array.nbytes - first)
+    except (TypeError, ValueError, OSError):  # not a writable mapping, or madvise refused
+        return
 
 
 def config_from_dir(config_cls, directory: Path):
@@ -221,10 +268,13 @@ class PreTrainedMixin:
         directory = _resolve_dir(pretrained_model_name_or_path)
         if config is None:
             config = config_from_dir(cls.config_class, directory)
-        model = cls(config, **kwargs)
+        with no_init_weights():  # every weight comes from the file: skip the random draws
+            model = cls(config, **kwargs)
         weights_file = find_weights_file(directory)
         state = read_checkpoint(directory)
-        load_weights_dict(model, state, source=str(weights_file))
+        load_weights_dict(model, state, source=str(weights_file), release_pages=True)
+        if (directory / GENERATION_CONFIG_NAME).is_file():
+            model.generation_config = GenerationConfig.from_pretrained(directory)
         return model
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
@@ -301,5 +351,7 @@ __all__ = [
     "keras_variables",
     "layer_norm",
     "load_weights_dict",
+    "no_init_weights",
     "unpack_inputs",
+    "weight_init",
 ]

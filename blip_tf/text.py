@@ -23,7 +23,14 @@ from blip_core.constants import (
     IGNORE_INDEX,
     SELF_ATTENTION_MASK_VALUE,
 )
-from blip_tf.checkpoint import PreTrainedMixin, child_scope, dense, layer_norm, unpack_inputs
+from blip_tf.checkpoint import (
+    PreTrainedMixin,
+    child_scope,
+    dense,
+    layer_norm,
+    unpack_inputs,
+    weight_init,
+)
 from blip_tf.outputs import (
     BaseModelOutputWithPoolingAndCrossAttentions,
     CausalLMOutputWithCrossAttentions,
@@ -82,7 +89,7 @@ class BlipTextEmbeddings(keras.layers.Layer):
     def __init__(self, config: BlipTextConfig, **kwargs):
         super().__init__(**kwargs)
         self.config = config
-        init = keras.initializers.RandomNormal(stddev=config.initializer_range)
+        init = weight_init(keras.initializers.RandomNormal(stddev=config.initializer_range))
         self.word_embeddings = keras.layers.Embedding(
             config.vocab_size,
             config.hidden_size,

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import ops
 
 from blip_core.config import BlipVisionConfig
-from blip_tf.checkpoint import PreTrainedMixin, dense, layer_norm, unpack_inputs
+from blip_tf.checkpoint import PreTrainedMixin, dense, layer_norm, unpack_inputs, weight_init
 from blip_tf.outputs import BaseModelOutputWithPooling
 
 
@@ -56,12 +57,14 @@ class BlipVisionEmbeddings(keras.layers.Layer):
             strides=self.patch_size,
             padding="valid",
             data_format="channels_last",
-            kernel_initializer=keras.initializers.RandomNormal(stddev=config.initializer_range),
+            kernel_initializer=weight_init(
+                keras.initializers.RandomNormal(stddev=config.initializer_range)
+            ),
             name="patch_embedding",
         )
 
     def build(self, input_shape=None):
-        init = keras.initializers.TruncatedNormal(stddev=self.config.initializer_range)
+        init = weight_init(keras.initializers.TruncatedNormal(stddev=self.config.initializer_range))
         self.class_embedding = self.add_weight(
             shape=(1, 1, self.embed_dim), initializer=init, name="class_embedding"
         )
@@ -276,6 +279,38 @@ class BlipVisionModel(PreTrainedMixin, keras.Model):
 
     def get_input_embeddings(self) -> BlipVisionEmbeddings:
         return self.embeddings
+
+    def compiled_forward(self, pixel_values, interpolate_pos_encoding: bool = False):
+        """Inference forward through XLA: ``(last_hidden_state, pooler_output)``.
+
+        One ``tf.function(jit_compile=True)`` per image size (any batch size), built on first
+        use and kept on the model; the numbers are those of :meth:`call` up to float rounding.
+        """
+        pixel_values = tf.convert_to_tensor(pixel_values, tf.float32)
+        if len(pixel_values.shape) != 4 or pixel_values.shape[1] != 3:
+            raise ValueError(
+                "pixel_values must have shape (batch, 3, height, width), got "
+                f"{tuple(pixel_values.shape)}"
+            )
+        key = (
+            int(pixel_values.shape[2]),
+            int(pixel_values.shape[3]),
+            bool(interpolate_pos_encoding),
+        )
+        functions = self.__dict__.get("_blip_compiled")
+        if functions is None:
+            functions = {}
+            object.__setattr__(self, "_blip_compiled", functions)
+        if key not in functions:
+            spec = tf.TensorSpec([None, 3, key[0], key[1]], tf.float32)
+
+            @tf.function(jit_compile=True, input_signature=[spec])
+            def forward(pixels):
+                out = self(pixels, interpolate_pos_encoding=key[2], training=False)
+                return out.last_hidden_state, out.pooler_output
+
+            functions[key] = forward
+        return functions[key](pixel_values)
 
 
 __all__ = [

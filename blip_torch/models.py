@@ -11,10 +11,10 @@ from blip_core.config import BlipConfig, BlipTextConfig, BlipVisionConfig
 from blip_core.generation import (
     GenerationConfig,
     answer_prompts,
+    blip_generation_config,
     caption_prompts,
     generate_ids,
     pad_sequences,
-    resolve_generation_config,
     sequence_log_likelihood,
 )
 from blip_core.outputs import (
@@ -86,15 +86,11 @@ class BlipPreTrainedModel(PreTrainedMixin, nn.Module):
 
     def _generation_config(self, generation_config, kwargs) -> GenerationConfig:
         """The model's generation settings, with BLIP's ids: ``[SEP]`` ends, ``[PAD]`` pads."""
-        text = self.config.text_config
-        base = getattr(self, "generation_config", None) or GenerationConfig()
-        base = base.merged(
-            bos_token_id=text.bos_token_id,
-            eos_token_id=text.sep_token_id,
-            pad_token_id=text.pad_token_id,
-        )
-        return resolve_generation_config(
-            base, generation_config, kwargs, text.max_position_embeddings
+        return blip_generation_config(
+            getattr(self, "generation_config", None),
+            self.config.text_config,
+            generation_config,
+            kwargs,
         )
 
     def _decode(self, encoder_states, encoder_mask, prompts, config) -> torch.Tensor:

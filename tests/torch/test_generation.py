@@ -196,3 +196,12 @@ def test_bad_generation_arguments(caption_pair):
         ours.generate(pixels, beams=2)
     with pytest.raises(ValueError, match="top_p"):
         ours.generate(pixels, do_sample=True, top_p=1.5)
+
+
+def test_caller_generation_config_gets_blip_ids(caption_pair):
+    from blip_core import GenerationConfig
+
+    _, ours = caption_pair
+    pixels = torch.from_numpy(make_inputs(batch=1, seed=1)["pixel_values"])
+    via_config = ours.generate(pixels, generation_config=GenerationConfig(num_beams=3))
+    assert via_config.tolist() == ours.generate(pixels, num_beams=3).tolist()
