@@ -1,0 +1,117 @@
+"""The bundled demo checkpoints: they load in every installed backend, agree across backends, and
+caption held-out scenes."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from blip_core.demo import TASKS, data, model_dir
+
+ROOT = Path(__file__).resolve().parents[2]
+MAX_DIR_BYTES = 10_000_000  # the budget per shipped model directory
+
+
+def _load_eval_module():
+    spec = importlib.util.spec_from_file_location("eval_demo", ROOT / "scripts" / "eval_demo.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _tf_available() -> bool:
+    try:
+        import blip_tf
+    except ImportError:
+        return False
+    return all(hasattr(blip_tf, name) for name in _load_eval_module().CLASS_NAMES.values())
+
+
+@pytest.fixture(scope="module")
+def eval_demo():
+    return _load_eval_module()
+
+
+@pytest.fixture(scope="module")
+def examples():
+    return data.heldout_examples(8)
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_bundled_files(task):
+    directory = model_dir(task)
+    size = sum(p.stat().st_size for p in directory.iterdir() if p.is_file())
+    assert size <= MAX_DIR_BYTES, f"{directory} holds {size} bytes"
+    config = json.loads((directory / "config.json").read_text())
+    vocab = (directory / "vocab.txt").read_text().splitlines()
+    text = config["text_config"]
+    assert text["vocab_size"] == len(vocab)
+    assert vocab[text["bos_token_id"]] == "[DEC]"
+    assert vocab[text["sep_token_id"]] == "[SEP]"
+    assert vocab[text["pad_token_id"]] == "[PAD]"
+    tokenizer_config = json.loads((directory / "tokenizer_config.json").read_text())
+    assert tokenizer_config["bos_token"] == "[DEC]"
+    processor = json.loads((directory / "preprocessor_config.json").read_text())
+    assert processor["size"] == {"height": 64, "width": 64}
+
+
+def _outputs(eval_demo, backend_name: str, examples) -> dict[str, np.ndarray]:
+    """Caption ids, answer ids and retrieval scores from one backend, on fixed inputs."""
+    pytest.importorskip("torch" if backend_name == "torch" else "tensorflow")
+    backend = eval_demo.make_backend(backend_name, threads=2)
+    out = {}
+    caption = eval_demo.Task(backend, "caption", model_dir("caption"))
+    pixels = caption.pixels([e.image for e in examples])
+    out["caption_ids"] = eval_demo.caption_ids(caption, pixels, greedy_loop=True)
+    if hasattr(caption.model, "generate"):
+        out["caption_generate_ids"] = eval_demo.caption_ids(caption, pixels, greedy_loop=False)
+    vqa = eval_demo.Task(backend, "vqa", model_dir("vqa"))
+    q_ids, q_mask = vqa.text([e.question for e in examples])
+    out["answer_ids"] = eval_demo.answer_ids(vqa, pixels, q_ids, q_mask, greedy_loop=True)
+    retrieval = eval_demo.Task(backend, "retrieval", model_dir("retrieval"))
+    itc, itm = eval_demo.retrieval_scores(retrieval, examples, k=2)
+    out["itc"], out["itm"] = itc, np.nan_to_num(itm, nan=-1.0)
+    out["captions"] = caption.tokenizer.batch_decode(out["caption_ids"], skip_special_tokens=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def torch_outputs(eval_demo, examples):
+    return _outputs(eval_demo, "torch", examples)
+
+
+def test_torch_captions_held_out_scenes(torch_outputs, examples):
+    """Loose on purpose (the full held-out score is in scripts/eval_demo.py): at least 3 of the
+    first 5 held-out scenes get exactly their canonical caption."""
+    hits = sum(p == e.caption for p, e in zip(torch_outputs["captions"][:5], examples))
+    assert hits >= 3, list(zip(torch_outputs["captions"][:5], [e.caption for e in examples]))
+
+
+def test_torch_generate_matches_greedy_loop(torch_outputs):
+    if "caption_generate_ids" not in torch_outputs:
+        pytest.skip("blip_torch has no generate() yet")
+    a, b = torch_outputs["caption_ids"], torch_outputs["caption_generate_ids"]
+    length = min(a.shape[1], b.shape[1])
+    np.testing.assert_array_equal(a[:, :length], b[:, :length])
+
+
+def test_torch_answers_and_retrieval(torch_outputs, examples, eval_demo):
+    # not a score (see scripts/eval_demo.py), just that the heads are the trained ones
+    vqa_tokenizer = eval_demo.BlipTokenizer.from_pretrained(model_dir("vqa"))
+    answers = vqa_tokenizer.batch_decode(torch_outputs["answer_ids"], skip_special_tokens=True)
+    assert sum(a == e.answer for a, e in zip(answers, examples)) >= 5
+    itc = torch_outputs["itc"]
+    assert (itc.argmax(0) == np.arange(len(examples))).sum() >= 5
+
+
+@pytest.mark.skipif(not _tf_available(), reason="blip_tf is not importable")
+def test_tf_matches_torch(torch_outputs, eval_demo, examples):
+    tf_outputs = _outputs(eval_demo, "tf", examples)
+    for key in ("caption_ids", "answer_ids"):
+        np.testing.assert_array_equal(tf_outputs[key], torch_outputs[key], err_msg=key)
+    for key in ("itc", "itm"):
+        np.testing.assert_allclose(tf_outputs[key], torch_outputs[key], atol=1e-4, err_msg=key)
