@@ -62,7 +62,9 @@ def main() -> int:
         qa = QuestionAnswerer(model_dir("vqa"), backend)
         for q in questions:
             answer = qa.answer(pixels[:1], q)[0]
-            ranked = qa.rank(pixels[:1], q, ["one", "two", "three", "circle", "square", "triangle"])
+            ranked = qa.rank(
+                pixels[:1], q, ["one", "two", "three", "circle", "square", "triangle", "cross"]
+            )
             rows.append([name, images[0].name, q, answer, f"{ranked[0][0]} ({ranked[0][1]:.2f})"])
     print("\nQuestions\n" + table(["backend", "image", "question", "answer", "best ranked"], rows))
 
