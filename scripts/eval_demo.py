@@ -70,7 +70,6 @@ class TorchBackend(Backend):
         import blip_torch
 
         torch.set_num_threads(threads)
-        torch.set_grad_enabled(False)
         self.torch = torch
         self.module = blip_torch
 
@@ -92,8 +91,11 @@ class TFBackend(Backend):
     def __init__(self, threads: int) -> None:
         import tensorflow as tf
 
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
+        try:  # only possible before TensorFlow starts (not when a caller already used it)
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        except RuntimeError:
+            pass
         import blip_tf
 
         self.tf = tf
@@ -395,6 +397,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     backend = make_backend(args.backend, args.threads)
+    if args.backend == "torch":  # inference only; set here, not in the backend (tests reuse it)
+        import torch
+
+        torch.set_grad_enabled(False)
     tasks = [t for t in args.tasks.split(",") if (args.models / t).is_dir()]
     results = evaluate(
         backend, args.models, args.n, args.gallery, args.k, tasks, greedy_loop=args.greedy_loop
