@@ -127,7 +127,14 @@ import os, resource, sys, time, json
 os.environ["USE_TF"] = "0"
 sys.path.insert(0, {str(ROOT)!r})
 import torch
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+def hwm_mb():  # this process's peak RSS; ru_maxrss would include the parent's from before exec
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+base = hwm_mb()
 start = time.perf_counter()
 if {kind!r} == "reference":
     import transformers
@@ -140,7 +147,7 @@ else:
     import blip_tf
     m = blip_tf.BlipForConditionalGeneration.from_pretrained({str(directory)!r})
 t = time.perf_counter() - start
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+peak = hwm_mb()
 print(json.dumps({{"seconds": t, "peak_rss_mb": peak, "baseline_rss_mb": base}}))
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
