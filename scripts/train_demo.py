@@ -15,14 +15,18 @@ needed.  The script
    negatives), starting from the VQA model's image encoder and image-grounded text encoder;
 5. saves each with ``save_pretrained`` plus the tokenizer files and ``preprocessor_config.json``.
 
-Everything is seeded (``--seed``; each stage reseeds, so ``--tasks retrieval`` redoes only that
-stage from the saved vqa model) and runs on ``--threads`` CPU threads (2 by default).  The
-defaults (4000 + 2000 + 400 steps, batch 32) took 34 minutes on 2 cores shared with three other
-jobs (load ~4); on 2 free cores it is about 10-15 minutes.  The shipped models score 83 % caption
-exact match, 91 % VQA accuracy and 89 % retrieval R@1 (``scripts/eval_demo.py``); the caption loss
-was still falling, so more caption steps (``--steps-caption 7000``) should help.  A training-only
-auxiliary head (per-patch shape labels, not saved) and 2-D sin-cos position initialisation make
-the small ViT learn shapes in thousands rather than tens of thousands of steps.  Usage::
+Everything is seeded (``--seed``; the vqa and retrieval stages reseed, so ``--tasks vqa,retrieval``
+redoes just those stages from the saved caption model) and runs on ``--threads`` CPU threads (2
+by default).  The shipped models come from these defaults (4000 + 2000 + 400 steps, batch 32):
+34 minutes on 2 cores shared with three other jobs (load ~4; caption 1416 s, vqa 524 s, retrieval
+90 s), about 10-15 minutes on 2 free cores.  They score 83 % caption exact match, 91 % VQA
+accuracy and 89 % retrieval R@1 (``scripts/eval_demo.py``).  They predate the fixed-order
+vocabulary (see :func:`train_tokenizer`) and the per-stage seeds, so a rerun gives equivalent,
+not bit-identical, models.  Longer runs help: ``--steps-vqa 5000`` (5.5 min more) gave 96 % VQA
+and 92 % retrieval R@1 in a run whose files were lost; the caption loss was still falling at 4000
+steps.  A training-only auxiliary head (per-patch shape labels, not saved) and a 2-D sin-cos start
+for the position embeddings make the small ViT learn shapes in thousands rather than tens of
+thousands of steps.  Usage::
 
     python scripts/train_demo.py                      # writes blip_core/demo/models/{caption,vqa,retrieval}
     python scripts/train_demo.py --out /tmp/demo --steps-caption 200   # a quick smoke run
@@ -67,16 +71,28 @@ ITC_TEMPERATURE = 0.07  # fixed: BlipForImageTextRetrieval has no temperature pa
 
 
 def train_tokenizer() -> BlipTokenizer:
-    """A WordPiece tokenizer trained on the demo corpus; every demo word is one token."""
+    """A WordPiece tokenizer over the demo corpus in which every demo word is one token.
+
+    The ``tokenizers`` WordPiece trainer supplies the alphabet and continuation pieces, but the
+    ids it hands out vary from run to run (ties between equally frequent merges), so the vocabulary
+    is rebuilt in a fixed order: the specials (ids 0-6), then the trainer's single characters and
+    ``##`` characters, then every corpus word, each group sorted.
+    """
     backend = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     backend.normalizer = normalizers.BertNormalizer(lowercase=True)
     backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     trainer = trainers.WordPieceTrainer(
         vocab_size=256, special_tokens=SPECIAL_TOKENS, min_frequency=1, show_progress=False
     )
-    backend.train_from_iterator(data.corpus(), trainer)
-    tokenizer = BlipTokenizer(backend, model_max_length=MAX_TEXT_LENGTH)
-    for text in data.corpus():
+    corpus = data.corpus()
+    backend.train_from_iterator(corpus, trainer)
+    learned = set(backend.get_vocab()) - set(SPECIAL_TOKENS)
+    chars = sorted(t for t in learned if len(t) == 1)
+    pieces = sorted(t for t in learned if t.startswith("##") and len(t) == 3)
+    words = sorted({w for line in corpus for w in line.replace("?", " ?").split()} - set(chars))
+    vocab = SPECIAL_TOKENS + chars + pieces + words
+    tokenizer = BlipTokenizer.from_vocab(vocab, model_max_length=MAX_TEXT_LENGTH)
+    for text in corpus:
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         if len(ids) != len(text.replace("?", " ?").split()):
             raise AssertionError(f"a demo word was split into pieces: {text!r}")
@@ -411,7 +427,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=data.TRAIN_SEED)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps-caption", type=int, default=4000)
-    parser.add_argument("--steps-vqa", type=int, default=5000)
+    parser.add_argument("--steps-vqa", type=int, default=2000)
     parser.add_argument("--steps-retrieval", type=int, default=400)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--patch-size", type=int, default=16)

@@ -115,3 +115,16 @@ def test_tf_matches_torch(torch_outputs, eval_demo, examples):
         np.testing.assert_array_equal(tf_outputs[key], torch_outputs[key], err_msg=key)
     for key in ("itc", "itm"):
         np.testing.assert_allclose(tf_outputs[key], torch_outputs[key], atol=1e-4, err_msg=key)
+
+
+def test_training_script_vocabulary_is_deterministic():
+    """scripts/train_demo.py builds its vocabulary in a fixed order (the tokenizers WordPiece
+    trainer alone gives different ids from run to run), with every demo word one token."""
+    pytest.importorskip("torch")  # the training script imports it
+    spec = importlib.util.spec_from_file_location("train_demo", ROOT / "scripts" / "train_demo.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    first, second = module.train_tokenizer(), module.train_tokenizer()
+    assert first.get_vocab() == second.get_vocab()
+    assert first.convert_ids_to_tokens(list(range(7))) == module.SPECIAL_TOKENS
+    assert first.bos_token_id == module.SPECIAL_TOKENS.index("[DEC]")
