@@ -275,3 +275,28 @@ class BlipConfig(_ConfigBase):
         tmp.write_text(self.to_json_string(), encoding="utf-8")
         os.replace(tmp, out)
         return out
+
+
+def load_config(config_cls, directory: str | os.PathLike):
+    """The config of ``config_cls`` from a directory's ``config.json``: a composite BlipConfig,
+    or a text/vision sub-config (taken out of a composite file when the file is one)."""
+    if config_cls is BlipConfig:
+        return BlipConfig.from_pretrained(directory)
+    file = Path(directory) / CONFIG_NAME
+    if not file.is_file():
+        raise FileNotFoundError(f"{directory}: no {CONFIG_NAME} in this directory")
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: not valid JSON ({exc})") from exc
+    if data.get("model_type") == "blip":
+        composite = BlipConfig.from_dict(data)
+        return composite.vision_config if config_cls is BlipVisionConfig else composite.text_config
+    return config_cls.from_dict(data)
+
+
+def enc_token_id(config: BlipConfig) -> int:
+    """The ``[ENC]`` id: ``text_config.enc_token_id`` if a config sets it, else the id after
+    ``[DEC]`` (30523 in the released vocabularies)."""
+    text = config.text_config
+    return int(text.extra.get("enc_token_id", text.bos_token_id + 1))

@@ -24,10 +24,11 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from blip_core.config import BlipConfig, BlipVisionConfig, ConfigError
+from blip_core.config import BlipConfig, load_config
 from blip_core.generation import GENERATION_CONFIG_NAME, GenerationConfig
 from blip_core.weights import check_keys, normalize_tied, read_checkpoint, write_safetensors
 from blip_core.weights.io import SAFE_WEIGHTS_NAME, WeightLoadError, atomic_write, find_weights_file
+from blip_core.weights.names import select_submodel
 from blip_core.weights.tf_map import (
     canonical_shape,
     keras_to_canonical_path,
@@ -40,14 +41,6 @@ if keras.backend.backend() != "tensorflow":  # pragma: no cover - depends on the
         f"blip_tf needs the TensorFlow Keras backend, but KERAS_BACKEND is "
         f"{keras.backend.backend()!r}; set KERAS_BACKEND=tensorflow before importing keras"
     )
-
-# When a whole-task checkpoint is loaded into a sub-model, take the sub-tree under one of these.
-SUBMODEL_PREFIXES = {
-    "BlipVisionModel": ("vision_model.",),
-    "BlipTextModel": ("text_encoder.", "text_model."),
-    "BlipTextLMHeadModel": ("text_decoder.",),
-}
-
 
 # --------------------------------------------------------------------------------------------
 # Layer construction.
@@ -147,17 +140,6 @@ def get_weights_dict(model: keras.layers.Layer) -> dict[str, np.ndarray]:
     return out
 
 
-def _select_submodel(model, state: dict[str, np.ndarray], expected) -> dict[str, np.ndarray]:
-    if set(expected) & set(state):
-        return state
-    for cls in type(model).__mro__:
-        for prefix in SUBMODEL_PREFIXES.get(cls.__name__, ()):
-            sub = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-            if sub and set(expected) & set(sub):
-                return sub
-    return state
-
-
 def load_weights_dict(
     model: keras.layers.Layer,
     state: Mapping[str, np.ndarray],
@@ -172,7 +154,8 @@ def load_weights_dict(
     :func:`read_checkpoint` returns), whose pages may be dropped once loaded.
     """
     expected = canonical_shapes(model)
-    state = _select_submodel(model, dict(state), expected)
+    names = [cls.__name__ for cls in type(model).__mro__]
+    state = select_submodel(names, expected, dict(state))
     try:
         state = normalize_tied(state)
     except ValueError as exc:
@@ -204,20 +187,8 @@ def _release_pages(array) -> None:
 
 
 def config_from_dir(config_cls, directory: Path):
-    """Read config.json for any of the three config classes (sub-configs out of a BlipConfig)."""
-    if config_cls is BlipConfig:
-        return BlipConfig.from_pretrained(directory)
-    file = directory / "config.json"
-    if not file.is_file():
-        raise FileNotFoundError(f"{directory}: no config.json in this directory")
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{file}: not valid JSON ({exc})") from exc
-    if data.get("model_type") == "blip":
-        composite = BlipConfig.from_dict(data)
-        return composite.vision_config if config_cls is BlipVisionConfig else composite.text_config
-    return config_cls.from_dict(data)
+    """Read config.json for any of the three config classes (see blip_core.config.load_config)."""
+    return load_config(config_cls, directory)
 
 
 def _resolve_dir(name_or_path: str | os.PathLike) -> Path:

@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from blip_core.config import BlipConfig
+from blip_core.config import BlipConfig, enc_token_id
 from blip_core.generation import (
     GenerationConfig,
     answer_prompts,
@@ -58,13 +58,6 @@ def _numpy(x) -> np.ndarray | None:
     if x is None:
         return None
     return x.numpy() if hasattr(x, "numpy") else np.asarray(x)
-
-
-def enc_token_id(config: BlipConfig) -> int:
-    """The ``[ENC]`` id: ``text_config.enc_token_id`` if a config sets it, else the id after
-    ``[DEC]`` (30523 in the released vocabularies)."""
-    text = config.text_config
-    return int(text.extra.get("enc_token_id", text.bos_token_id + 1))
 
 
 def with_enc_token(input_ids, config: BlipConfig, use_enc_token: bool):

@@ -9,17 +9,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from blip_core.config import BlipConfig, BlipTextConfig, BlipVisionConfig
+from blip_core.config import BlipConfig, BlipTextConfig, BlipVisionConfig, load_config
 from blip_core.weights import check_keys, normalize_tied, read_checkpoint, write_safetensors
 from blip_core.weights.io import SAFE_WEIGHTS_NAME
+from blip_core.weights.names import select_submodel
 from blip_torch.text import BlipTextLMHeadModel
-
-# When a whole-task checkpoint is loaded into a sub-model, take the sub-tree under one of these.
-SUBMODEL_PREFIXES = {
-    "BlipVisionModel": ("vision_model.",),
-    "BlipTextModel": ("text_encoder.", "text_model."),
-    "BlipTextLMHeadModel": ("text_decoder.",),
-}
 
 
 def tied_aliases(model: nn.Module) -> dict[str, str]:
@@ -51,17 +45,6 @@ def state_to_numpy(model: nn.Module) -> dict[str, np.ndarray]:
     }
 
 
-def _select_submodel(model: nn.Module, state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    expected = expected_shapes(model)
-    if set(expected) & set(state):
-        return state
-    for prefix in SUBMODEL_PREFIXES.get(type(model).__name__, ()):
-        sub = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-        if sub and set(expected) & set(sub):
-            return sub
-    return state
-
-
 def load_numpy_state(
     model: nn.Module, state: dict[str, np.ndarray], source: str = "state", assign: bool = False
 ) -> None:
@@ -70,7 +53,7 @@ def load_numpy_state(
     ``assign=True`` (a model built on the meta device) adopts the arrays' memory instead of
     copying into freshly initialised parameters: with memory-mapped files, one copy in all.
     """
-    state = _select_submodel(model, dict(state))
+    state = select_submodel([type(model).__name__], expected_shapes(model), dict(state))
     state = normalize_tied(state)
     expected = expected_shapes(model)
     check_keys(expected, {k: tuple(np.shape(v)) for k, v in state.items()}, source=source)
@@ -91,20 +74,6 @@ def load_numpy_state(
             raise RuntimeError(f"tied weights not restored after loading: {sorted(aliases)}")
 
 
-def config_from_dir(config_cls, directory: Path):
-    """Read config.json for any of the three config classes (sub-configs out of a BlipConfig)."""
-    full = BlipConfig.from_pretrained(directory) if config_cls is BlipConfig else None
-    if full is not None:
-        return full
-    import json
-
-    data = json.loads((directory / "config.json").read_text(encoding="utf-8"))
-    if data.get("model_type") == "blip":
-        composite = BlipConfig.from_dict(data)
-        return composite.vision_config if config_cls is BlipVisionConfig else composite.text_config
-    return config_cls.from_dict(data)
-
-
 class PreTrainedMixin:
     """``from_pretrained`` / ``save_pretrained`` for the blip_torch models."""
 
@@ -122,7 +91,7 @@ class PreTrainedMixin:
 
         directory = resolve_model_dir(pretrained_model_name_or_path)
         if config is None:
-            config = config_from_dir(cls.config_class, directory)
+            config = load_config(cls.config_class, directory)
         with torch.device("meta"):  # no random init: every weight comes from the file
             model = cls(config)
         model.eval()

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from blip_core.config import BlipConfig, BlipTextConfig, BlipVisionConfig
+from blip_core.config import BlipConfig, BlipTextConfig, BlipVisionConfig, enc_token_id
 from blip_core.generation import (
     GenerationConfig,
     answer_prompts,
@@ -54,13 +54,6 @@ def blip_loss(similarity: torch.Tensor) -> torch.Tensor:
 
 def _ones_mask(states: torch.Tensor) -> torch.Tensor:
     return torch.ones(states.shape[:-1], dtype=torch.long, device=states.device)
-
-
-def enc_token_id(config: BlipConfig) -> int:
-    """The ``[ENC]`` id: ``text_config.enc_token_id`` if a config sets it, else the id after
-    ``[DEC]`` (30523 in the released vocabularies)."""
-    text = config.text_config
-    return int(text.extra.get("enc_token_id", text.bos_token_id + 1))
 
 
 def with_enc_token(input_ids: torch.Tensor, config: BlipConfig, use_enc_token: bool):

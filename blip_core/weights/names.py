@@ -76,3 +76,25 @@ def normalize_tied(
                     "word embeddings, so a checkpoint with different values cannot be loaded exactly"
                 )
     return state
+
+
+# When a whole-task checkpoint is loaded into a sub-model, take the sub-tree under one of these.
+SUBMODEL_PREFIXES = {
+    "BlipVisionModel": ("vision_model.",),
+    "BlipTextModel": ("text_encoder.", "text_model."),
+    "BlipTextLMHeadModel": ("text_decoder.",),
+}
+
+
+def select_submodel(class_names, expected_keys, state: dict) -> dict:
+    """``state`` itself if it holds any of ``expected_keys``; otherwise the sub-tree under the
+    first :data:`SUBMODEL_PREFIXES` entry of ``class_names`` that does (prefix stripped)."""
+    expected = set(expected_keys)
+    if expected & set(state):
+        return state
+    for name in class_names:
+        for prefix in SUBMODEL_PREFIXES.get(name, ()):
+            sub = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+            if sub and expected & set(sub):
+                return sub
+    return state
