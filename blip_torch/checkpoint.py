@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -74,6 +75,27 @@ def load_numpy_state(
             raise RuntimeError(f"tied weights not restored after loading: {sorted(aliases)}")
 
 
+_INIT_FUNCTIONS = (
+    "uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "xavier_uniform_",
+    "xavier_normal_", "kaiming_uniform_", "kaiming_normal_",
+)  # fmt: skip
+
+
+@contextlib.contextmanager
+def skip_init():
+    """Make ``torch.nn.init``'s fill functions no-ops while a model is built on the meta
+    device: the values would be discarded, and the first random fill of a meta tensor imports
+    torch._dynamo (measured: 1.6 s of a 1.8 s BLIP-base ``from_pretrained``)."""
+    saved = {name: getattr(nn.init, name) for name in _INIT_FUNCTIONS}
+    try:
+        for name in _INIT_FUNCTIONS:
+            setattr(nn.init, name, lambda tensor, *args, **kwargs: tensor)
+        yield
+    finally:
+        for name, function in saved.items():
+            setattr(nn.init, name, function)
+
+
 class PreTrainedMixin:
     """``from_pretrained`` / ``save_pretrained`` for the blip_torch models."""
 
@@ -92,7 +114,7 @@ class PreTrainedMixin:
         directory = resolve_model_dir(pretrained_model_name_or_path)
         if config is None:
             config = load_config(cls.config_class, directory)
-        with torch.device("meta"):  # no random init: every weight comes from the file
+        with torch.device("meta"), skip_init():  # every weight comes from the file
             model = cls(config)
         model.eval()
         weights = read_checkpoint(directory)

@@ -121,34 +121,45 @@ def write_processor(directory: Path, config) -> None:
 
 
 def rss_load_probe(kind: str, directory: Path) -> dict:
-    """Load one model in a fresh process; report load seconds and peak RSS (MB)."""
+    """Load one caption model in a fresh process: import seconds, ``from_pretrained`` seconds,
+    peak RSS during the load above the post-import baseline, and RSS once a forward pass has
+    touched every vision weight (memory-mapped weights count in RSS only once read)."""
     code = f"""
-import os, resource, sys, time, json
+import os, sys, time, json
 os.environ["USE_TF"] = "0"
 sys.path.insert(0, {str(ROOT)!r})
-import torch
+import numpy as np
 
-def hwm_mb():  # this process's peak RSS; ru_maxrss would include the parent's from before exec
+def mem():  # this process's current and peak RSS (MB); VmHWM excludes the parent's
+    out = {{}}
     for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        if line.startswith(("VmHWM:", "VmRSS:")):
+            out[line[:5]] = int(line.split()[1]) / 1024
+    return out
 
-base = hwm_mb()
 start = time.perf_counter()
-if {kind!r} == "reference":
-    import transformers
-    m = transformers.BlipForConditionalGeneration.from_pretrained({str(directory)!r})
-elif {kind!r} == "ours":
-    import blip_torch
-    m = blip_torch.BlipForConditionalGeneration.from_pretrained({str(directory)!r})
-else:
+if {kind!r} == "tf":
     os.environ["CUDA_VISIBLE_DEVICES"] = ""
-    import blip_tf
-    m = blip_tf.BlipForConditionalGeneration.from_pretrained({str(directory)!r})
-t = time.perf_counter() - start
-peak = hwm_mb()
-print(json.dumps({{"seconds": t, "peak_rss_mb": peak, "baseline_rss_mb": base}}))
+    import blip_tf as lib
+else:
+    import torch
+    torch.set_grad_enabled(False)
+    lib = __import__("transformers" if {kind!r} == "reference" else "blip_torch")
+import_s = time.perf_counter() - start
+base = mem()["VmHWM"]
+start = time.perf_counter()
+m = lib.BlipForConditionalGeneration.from_pretrained({str(directory)!r})
+load_s = time.perf_counter() - start
+peak = mem()["VmHWM"]
+size = m.config.vision_config.image_size
+pixels = np.zeros((1, 3, size, size), np.float32)
+if {kind!r} == "tf":
+    m.vision_model(pixels)
+else:
+    m.vision_model(pixel_values=torch.from_numpy(pixels))
+after = mem()
+print(json.dumps({{"import_seconds": import_s, "seconds": load_s, "peak_rss_mb": peak,
+                  "baseline_rss_mb": base, "rss_after_forward_mb": after["VmRSS"]}}))
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if proc.returncode != 0:
@@ -223,6 +234,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--no-tf", action="store_true", help="skip both TensorFlow backends")
     parser.add_argument("--new-tokens", type=int, default=20)
+    parser.add_argument(
+        "--compile",
+        dest="compile",
+        action="store_true",
+        default=None,
+        help="time the torch.compile fast paths (default: on, off with --smoke)",
+    )
+    parser.add_argument("--no-compile", dest="compile", action="store_false")
     args = parser.parse_args(argv)
 
     import torch
@@ -296,13 +315,22 @@ def main(argv: list[str] | None = None) -> int:
                 repeats,
             )
             add(f"greedy caption ({new_tokens} new tokens)", r, o, rid.tolist() == oid.tolist())
-            torch_greedy = o
+            torch_greedy, ref_greedy = o, r
             r, o, rid, oid = alternate(
                 lambda: ref.generate(pixel_values=pixels, num_beams=3, **gen),
                 lambda: ours.generate(pixels, num_beams=3, **gen),
                 repeats,
             )
             add(f"beam-3 caption ({new_tokens} new tokens)", r, o, rid.tolist() == oid.tolist())
+            beam_ref = r
+            report["bounds"] = _bounds(torch, ours, sizes, report, ref_greedy, beam_ref,
+                                       new_tokens, repeats)  # fmt: skip
+            report["reference_cross_kv_projections_per_generate"] = _count_cross_kv(
+                ref, lambda: ref.generate(pixel_values=pixels, **gen)
+            )
+            print("reference cross-attention key projections (layer 0) in one greedy generate "
+                  f"of {new_tokens} tokens: {report['reference_cross_kv_projections_per_generate']}"
+                  " (1 = cached after the first step, as ours)")  # fmt: skip
 
         ref, ours = load_pair("ForQuestionAnswering")
         q = torch.tensor([[101, 2054, 3609, 2003, 1996, 4937, 1029, 102]])
@@ -376,18 +404,27 @@ def main(argv: list[str] | None = None) -> int:
             if "error" in v:
                 print(f"load {k}: {v['error']}")
                 continue
-            ratio = v["peak_rss_mb"] / report["caption_weight_mb"]
-            delta = (v["peak_rss_mb"] - v["baseline_rss_mb"]) / report["caption_weight_mb"]
-            v["peak_rss_over_weights"], v["delta_rss_over_weights"] = ratio, delta
-            print(f"load {k:10s} {v['seconds']:.2f}s  peak RSS {v['peak_rss_mb']:.0f} MB "
-                  f"({ratio:.2f}x weights; {delta:.2f}x above the post-import baseline)")  # fmt: skip
+            weights_mb = report["caption_weight_mb"]
+            v["load_peak_over_weights"] = (v["peak_rss_mb"] - v["baseline_rss_mb"]) / weights_mb
+            v["after_forward_over_weights"] = (
+                v["rss_after_forward_mb"] - v["baseline_rss_mb"]
+            ) / weights_mb
+            print(f"load {k:10s} import {v['import_seconds']:.2f}s, from_pretrained "
+                  f"{v['seconds']:.2f}s; RSS above the post-import baseline: peak during load "
+                  f"{v['load_peak_over_weights']:.2f}x the weight bytes ({weights_mb:.0f} MB), "
+                  f"after a vision forward {v['after_forward_over_weights']:.2f}x")  # fmt: skip
         r, o = probes["reference"].get("seconds"), probes["ours"].get("seconds")
-        add("load caption checkpoint (fresh process)", r, o)
+        add("load caption checkpoint (fresh process, from_pretrained)", r, o)
 
         report["throughput"] = _throughput(
             dirs["caption"], jpegs, image_size, [1, 2] if args.smoke else [1, 8, 32],
             ["torch"] if args.no_tf else ["torch", "tf"], new_tokens,
         )  # fmt: skip
+
+        run_compile = (not args.smoke) if args.compile is None else args.compile
+        report["fast_paths"] = _torch_fast_paths(
+            dirs["caption"], pixels, new_tokens, repeats, run_compile
+        )
 
         if not args.no_tf:
             ref_tf = reference_tf(dirs["caption"], pixels_np, repeats, new_tokens)
@@ -439,6 +476,129 @@ def _throughput(directory, jpegs, image_size, batch_sizes, backends, new_tokens)
     return results
 
 
+def _count_cross_kv(ref, generate) -> int:
+    """How many times one generate call runs the reference's layer-0 cross-attention key
+    projection: 1 if it caches cross-attention keys/values, one per step if it recomputes."""
+    calls = []
+    key = ref.text_decoder.bert.encoder.layer[0].crossattention.self.key
+    hook = key.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        generate()
+    finally:
+        hook.remove()
+    return len(calls)
+
+
+def _bounds(torch, ours, sizes, report, ref_greedy, ref_beam, new_tokens, repeats) -> dict:
+    """Lower bounds for any fp32 implementation on this machine, from two measurements made
+    here: the matmul peak (vision encoder and cross-attention key/value FLOPs at that rate) and
+    the time to stream the weights one decode step must read (every 2-D decoder weight but the
+    cached cross-attention keys/values, through one-row products).  A greedy step for one
+    image cannot beat the second; beam 3 reads the same weights for 3 rows."""
+    mats = [
+        p.detach()
+        for name, p in ours.text_decoder.named_parameters()  # tied LM head counted once
+        if p.ndim == 2
+        and "position_embeddings" not in name
+        and "crossattention.self.key" not in name
+        and "crossattention.self.value" not in name
+    ]
+    rows = {w.shape[1]: torch.randn(1, w.shape[1], dtype=w.dtype) for w in mats}
+
+    def stream():
+        for w in mats:
+            torch.nn.functional.linear(rows[w.shape[1]], w)
+
+    step_s, _ = median_time(stream, max(repeats, 5))
+    step_bytes = sum(w.numel() * w.element_size() for w in mats)
+    peak = report["machine"]["matmul_gflops_fp32"] * 1e9
+    text = ours.config.text_config
+    patches = (sizes["vision"].get("image_size", 384) // sizes["vision"].get("patch_size", 16)) ** 2
+    vision_width = ours.config.vision_config.hidden_size
+    cross_kv_flops = (
+        text.num_hidden_layers * 2 * 2 * (patches + 1) * vision_width * text.hidden_size
+    )
+    vision_s = _vision_flops(sizes["vision"]) / peak
+    greedy = vision_s + cross_kv_flops / peak + new_tokens * step_s
+    out = {
+        "decode_step_weight_mb": step_bytes / 2**20,
+        "decode_step_floor_s": step_s,
+        "decode_bandwidth_gb_s": step_bytes / step_s / 1e9,
+        "vision_floor_s": vision_s,
+        "greedy_floor_s": greedy,
+        "greedy_max_speedup": ref_greedy / greedy,
+        "beam3_max_speedup": ref_beam / greedy,
+    }
+    print(f"bounds: a decode step streams {out['decode_step_weight_mb']:.0f} MB of weights, "
+          f">= {1e3 * step_s:.1f} ms here ({out['decode_bandwidth_gb_s']:.0f} GB/s); vision "
+          f">= {vision_s:.3f} s at the matmul peak; greedy caption >= {greedy:.3f} s, so at most "
+          f"{out['greedy_max_speedup']:.2f}x the reference (beam 3: at most "
+          f"{out['beam3_max_speedup']:.2f}x)", flush=True)  # fmt: skip
+    return out
+
+
+def _torch_fast_paths(directory, pixels, new_tokens, repeats, run_compile: bool) -> list[dict]:
+    """Opt-in fast paths against our own fp32 eager model, same run: bf16/fp16 weights and
+    activations, and torch.compile (inductor, freezing) of the vision tower, then of the text
+    decoder too.  Prints each with its speed-up and whether the token ids stay the same."""
+    import torch
+
+    import blip_torch
+
+    gen = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens)
+    load = blip_torch.BlipForConditionalGeneration.from_pretrained
+    rows: list[dict] = []
+
+    def measure(model, pix):
+        vision = median_time(lambda: model.vision_model(pix), repeats)[0]
+        greedy, ids = median_time(lambda: model.generate(pix, **gen), repeats)
+        return vision, greedy, ids
+
+    with torch.no_grad():
+        vision_s, greedy_s, ids = measure(load(directory).to(pixels.device).eval(), pixels)
+        eager, base_ids = {"vision": vision_s, "greedy": greedy_s}, ids.tolist()
+
+        def add(path, work, seconds, ids=None, note=""):
+            row = {"path": path, "work": work, "eager_fp32_s": eager[work], "fast_s": seconds,
+                   "speedup": eager[work] / seconds,
+                   "same_ids": None if ids is None else ids.tolist() == base_ids, "note": note}  # fmt: skip
+            rows.append(row)
+            same = "" if ids is None else ("same ids" if row["same_ids"] else "ids differ")
+            print(f"fast path {path:38s} {work:7s} eager fp32 {eager[work]:7.3f}s  "
+                  f"{seconds:7.3f}s  {row['speedup']:5.2f}x  {same} {note}", flush=True)  # fmt: skip
+
+        for dtype in (torch.bfloat16, torch.float16):
+            model = load(directory, torch_dtype=dtype).to(pixels.device).eval()
+            vision_s, greedy_s, ids = measure(model, pixels.to(dtype))
+            name = str(dtype).replace("torch.", "")
+            add(name, "vision", vision_s)
+            add(name, "greedy", greedy_s, ids)
+            del model
+        if not run_compile:
+            return rows
+        import torch._inductor.config as inductor_config
+
+        model = load(directory).to(pixels.device).eval()
+        with inductor_config.patch(freezing=True):
+            start = time.perf_counter()
+            model.vision_model.compile()
+            model.vision_model(pixels)
+            took = time.perf_counter() - start
+            path = "torch.compile(vision, freezing)"
+            add(path, "vision", median_time(lambda: model.vision_model(pixels), repeats)[0],
+                note=f"first call {took:.0f}s")  # fmt: skip
+            seconds, ids = median_time(lambda: model.generate(pixels, **gen), repeats)
+            add(path, "greedy", seconds, ids)
+            start = time.perf_counter()
+            model.text_decoder.bert.compile(dynamic=True)
+            model.generate(pixels, **gen)
+            took = time.perf_counter() - start
+            seconds, ids = median_time(lambda: model.generate(pixels, **gen), repeats)
+            add("+ torch.compile(text decoder, dynamic)", "greedy", seconds, ids,
+                note=f"first call {took:.0f}s")  # fmt: skip
+    return rows
+
+
 def _dir_of(kind: str) -> str:
     return {"ForConditionalGeneration": "caption", "ForQuestionAnswering": "vqa",
             "ForImageTextRetrieval": "itm"}[kind]  # fmt: skip
@@ -460,8 +620,10 @@ def _bench_our_tf(directory, pixels_np, repeats, new_tokens, ref_tf, add, torch_
         print(f"blip_tf unavailable: {exc}")
         return
     model = blip_tf.BlipForConditionalGeneration.from_pretrained(directory)
-    t_vision, _ = median_time(lambda: model.vision_model(pixels_np), repeats)
-    add("vision encoder forward (1 image)", ref_tf.get("vision"), t_vision, backend="tf")
+    t_eager, _ = median_time(lambda: model.vision_model(pixels_np), repeats)
+    t_vision, _ = median_time(lambda: model.vision_model.compiled_forward(pixels_np), repeats)
+    add("vision encoder forward (1 image)", ref_tf.get("vision"), t_vision, backend="tf",
+        note=f"XLA (compiled_forward, what generate uses); Keras eager call {t_eager:.3f}s")  # fmt: skip
     if not hasattr(model, "generate"):
         print("blip_tf has no generate yet")
         return
