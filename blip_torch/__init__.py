@@ -11,6 +11,7 @@ from blip_torch.models import (
     BlipTextModel,
     BlipVisionModel,
 )
+from blip_torch.vision import compile_vision
 
 __all__ = [
     "BlipConfig",
@@ -24,4 +25,5 @@ __all__ = [
     "BlipTextModel",
     "BlipVisionConfig",
     "BlipVisionModel",
+    "compile_vision",
 ]

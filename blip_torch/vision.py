@@ -192,3 +192,28 @@ class BlipVisionModel(nn.Module):
 
     def get_input_embeddings(self) -> nn.Module:
         return self.embeddings
+
+
+def compile_vision(model: nn.Module, freezing: bool = True) -> nn.Module:
+    """``torch.compile`` the vision tower of ``model`` (or ``model`` itself if it is one) in
+    place, for inference; returns ``model``.
+
+    Every call site (``generate``, ``rank_answers``, ``encode_images``, forward) then runs the
+    compiled tower; state-dict keys are unchanged.  The first call per input shape compiles
+    (about 15-25 s for BLIP-base on 2 CPU cores).  ``freezing=True`` sets inductor's
+    process-wide ``freezing`` flag: under ``torch.no_grad()`` the weights become constants of
+    the compiled graph (oneDNN-packed linears, fused epilogues) -- measured 0.46 -> 0.40 s for
+    a 384 px BLIP-base forward on 2 cores (``python scripts/benchmark.py``); weights changed
+    after the first call are then not seen.  Outputs match eager within float rounding
+    (~4e-6 on BLIP-base).  The text decoder is not compiled: its growing key/value cache gives
+    dynamic shapes, and measured no gain (decode is bound by reading the weights).
+    """
+    if freezing:
+        import torch._inductor.config as inductor_config
+
+        inductor_config.freezing = True
+    vision = model if isinstance(model, BlipVisionModel) else getattr(model, "vision_model", None)
+    if not isinstance(vision, BlipVisionModel):
+        raise TypeError(f"{type(model).__name__} has no BLIP vision tower to compile")
+    vision.compile()
+    return model
