@@ -48,10 +48,23 @@ def project_cross_key_values(
     text_model: BlipTextModel, states
 ) -> list[tuple[tf.Tensor, tf.Tensor]]:
     """Cross-attention ``(key, value)`` of every layer for ``states`` ``(B, L, D_enc)``, each
-    ``(B, heads, L, head_dim)``: one key and one value projection per layer."""
-    return [
-        layer.crossattention.self.project_key_value(states) for layer in text_model.encoder.layer
-    ]
+    ``(B, heads, L, head_dim)``: one key and one value projection per layer, all layers in one
+    XLA-compiled call (traced once per text model; measured 0.14 s eager -> see the benchmark
+    for BLIP-base over 577 image tokens)."""
+    layers = text_model.encoder.layer
+
+    def build():
+        width = layers[0].crossattention.self.kv_width
+        spec = tf.TensorSpec([None, None, width], text_model.compute_dtype)
+
+        @tf.function(jit_compile=True, input_signature=[spec])
+        def project(encoder_states):
+            return [layer.crossattention.self.project_key_value(encoder_states) for layer in layers]
+
+        return project
+
+    project = _cached_function(text_model, "_blip_cross_key_values_xla", build)
+    return [tuple(pair) for pair in project(tf.convert_to_tensor(states, text_model.compute_dtype))]
 
 
 def _split_heads(x, rows, heads: int, head_dim: int):

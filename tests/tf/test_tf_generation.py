@@ -192,9 +192,35 @@ def test_seeded_sampling(caption_pair):
     )
 
 
-def test_cross_attention_projected_once_per_layer(caption_pair, monkeypatch):
+def test_cross_attention_projected_once_per_generate(caption_pair, monkeypatch):
+    """One projection call per generate, over one row per image (not per beam)."""
+    import blip_tf.generation as generation
+
     _, ours_tf = caption_pair
-    layers = ours_tf.text_decoder.bert.encoder.layer
+    calls = []
+    original = generation.project_cross_key_values
+
+    def counting(text_model, states):
+        calls.append(tuple(states.shape))
+        return original(text_model, states)
+
+    monkeypatch.setattr(generation, "project_cross_key_values", counting)
+    pixels = make_inputs(batch=3, seed=1)["pixel_values"]
+    for settings in ({}, {"num_beams": 4}):
+        calls.clear()
+        out = tf_ids(ours_tf, pixels, max_new_tokens=12, min_new_tokens=10, **settings)
+        assert out.shape[1] > 8
+        assert len(calls) == 1 and calls[0][0] == 3, calls
+
+
+def test_compiled_projection_runs_each_key_value_layer_once(caption_pair, monkeypatch):
+    """The compiled projection calls every layer's key and value Dense once (at its trace),
+    and later calls reuse it without tracing again."""
+    from blip_tf.generation import project_cross_key_values
+
+    _, ours_tf = caption_pair
+    text = ours_tf.text_decoder.bert
+    layers = text.encoder.layer
     calls = []
     for layer in layers:
         for name in ("key", "value"):
@@ -205,12 +231,19 @@ def test_cross_attention_projected_once_per_layer(caption_pair, monkeypatch):
                 return _original(*args, **kwargs)
 
             monkeypatch.setattr(dense, "call", counting)
-    pixels = make_inputs(batch=3, seed=1)["pixel_values"]
-    for settings in ({}, {"num_beams": 4}):
-        calls.clear()
-        out = tf_ids(ours_tf, pixels, max_new_tokens=12, min_new_tokens=10, **settings)
-        assert out.shape[1] > 8
+    text.__dict__.pop("_blip_cross_key_values_xla", None)  # trace again, with the counters
+    states = make_inputs(batch=2, seed=1)["pixel_values"][:, 0, :5, :]  # any (B, L, D) floats
+    states = np.resize(states, (2, 5, layers[0].crossattention.self.kv_width)).astype(np.float32)
+    try:
+        first = project_cross_key_values(text, states)
         assert calls.count("key") == len(layers) and calls.count("value") == len(layers)
+        second = project_cross_key_values(text, states)
+        assert len(calls) == 2 * len(layers)  # not traced again
+        for (k1, v1), (k2, v2) in zip(first, second):
+            np.testing.assert_array_equal(k1.numpy(), k2.numpy())
+            np.testing.assert_array_equal(v1.numpy(), v2.numpy())
+    finally:
+        text.__dict__.pop("_blip_cross_key_values_xla", None)
 
 
 def test_compiled_step_never_reads_cross_key_value_weights(caption_pair):
