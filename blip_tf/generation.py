@@ -49,8 +49,8 @@ def project_cross_key_values(
 ) -> list[tuple[tf.Tensor, tf.Tensor]]:
     """Cross-attention ``(key, value)`` of every layer for ``states`` ``(B, L, D_enc)``, each
     ``(B, heads, L, head_dim)``: one key and one value projection per layer, all layers in one
-    XLA-compiled call (traced once per text model; measured 0.14 s eager -> see the benchmark
-    for BLIP-base over 577 image tokens)."""
+    XLA-compiled call, traced once per text model (BLIP-base over 577 image tokens, 2 cores:
+    0.14 s as eager Keras calls, 0.07 s compiled)."""
     layers = text_model.encoder.layer
 
     def build():

@@ -202,7 +202,7 @@ def compile_vision(model: nn.Module, freezing: bool = True) -> nn.Module:
     compiled tower; state-dict keys are unchanged.  The first call per input shape compiles
     (about 15-25 s for BLIP-base on 2 CPU cores).  ``freezing=True`` sets inductor's
     process-wide ``freezing`` flag: under ``torch.no_grad()`` the weights become constants of
-    the compiled graph (oneDNN-packed linears, fused epilogues) -- measured 0.46 -> 0.40 s for
+    the compiled graph (oneDNN-packed linears, fused epilogues) -- measured 0.46 -> 0.41 s for
     a 384 px BLIP-base forward on 2 cores (``python scripts/benchmark.py``); weights changed
     after the first call are then not seen.  Outputs match eager within float rounding
     (~4e-6 on BLIP-base).  The text decoder is not compiled: its growing key/value cache gives

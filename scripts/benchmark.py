@@ -467,8 +467,9 @@ def _throughput(directory, jpegs, image_size, batch_sizes, backends, new_tokens)
             results[name] = {"error": "no generate"}
             continue
         results[name] = {}
-        _caption_folder(captioner, jpegs[: batch_sizes[0]], batch_sizes[0], new_tokens)  # warm-up
         for bs in batch_sizes:
+            # warm-up at this batch size: XLA compiles once per shape, not inside the timing
+            _caption_folder(captioner, jpegs[:bs], bs, new_tokens)
             start = time.perf_counter()
             count = _caption_folder(captioner, jpegs, bs, new_tokens)
             results[name][bs] = count / (time.perf_counter() - start)
