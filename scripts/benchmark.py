@@ -322,8 +322,7 @@ def main(argv: list[str] | None = None) -> int:
                 repeats,
             )
             add(f"beam-3 caption ({new_tokens} new tokens)", r, o, rid.tolist() == oid.tolist())
-            beam_ref = r
-            report["bounds"] = _bounds(torch, ours, sizes, report, ref_greedy, beam_ref,
+            report["bounds"] = _bounds(torch, ours, sizes, report, ref_greedy, r,
                                        new_tokens, repeats)  # fmt: skip
             report["reference_cross_kv_projections_per_generate"] = _count_cross_kv(
                 ref, lambda: ref.generate(pixel_values=pixels, **gen)
@@ -515,11 +514,9 @@ def _bounds(torch, ours, sizes, report, ref_greedy, ref_beam, new_tokens, repeat
     step_bytes = sum(w.numel() * w.element_size() for w in mats)
     peak = report["machine"]["matmul_gflops_fp32"] * 1e9
     text = ours.config.text_config
-    patches = (sizes["vision"].get("image_size", 384) // sizes["vision"].get("patch_size", 16)) ** 2
     vision_width = ours.config.vision_config.hidden_size
-    cross_kv_flops = (
-        text.num_hidden_layers * 2 * 2 * (patches + 1) * vision_width * text.hidden_size
-    )
+    tokens = _vision_tokens(sizes["vision"])
+    cross_kv_flops = text.num_hidden_layers * 2 * 2 * tokens * vision_width * text.hidden_size
     vision_s = _vision_flops(sizes["vision"]) / peak
     greedy = vision_s + cross_kv_flops / peak + new_tokens * step_s
     out = {
@@ -609,11 +606,16 @@ def _dir_of(kind: str) -> str:
             "ForImageTextRetrieval": "itm"}[kind]  # fmt: skip
 
 
+def _vision_tokens(vision: dict) -> int:
+    """Patches + the class token for a vision config dict (BLIP defaults: 577)."""
+    return (vision.get("image_size", 384) // vision.get("patch_size", 16)) ** 2 + 1
+
+
 def _vision_flops(vision: dict) -> float:
     d = vision.get("hidden_size", 768)
     inter = vision.get("intermediate_size", 3072)
     layers = vision.get("num_hidden_layers", 12)
-    n = (vision.get("image_size", 384) // vision.get("patch_size", 16)) ** 2 + 1
+    n = _vision_tokens(vision)
     per_layer = 2 * n * (4 * d * d + 2 * d * inter) + 4 * n * n * d
     return layers * per_layer + 2 * n * 3 * vision.get("patch_size", 16) ** 2 * d
 
