@@ -1,6 +1,6 @@
 """`make demo`: caption the example images with both backends, answer questions, rank captions.
 
-Uses the demo models bundled in ``blip_core/demo/models`` (trained by ``scripts/train_demo.py``
+Uses the demo models bundled in ``blip_apps/demo/models`` (trained by ``scripts/train_demo.py``
 on generated shape scenes) and the images in ``examples/``.  Prints short tables.
 """
 
@@ -15,9 +15,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from blip_core.demo import model_dir  # noqa: E402
+from blip_apps.demo import model_dir  # noqa: E402
 from blip_core.image_processing import load_image  # noqa: E402
-from blip_core.pipeline import Backend, Captioner, Matcher, QuestionAnswerer  # noqa: E402
+from blip_apps.pipeline import Backend, Captioner, Matcher, QuestionAnswerer  # noqa: E402
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:

@@ -1,6 +1,6 @@
 """Score the demo BLIP models on held-out generated scenes, with the PyTorch or the Keras backend.
 
-Metrics (held-out scenes from :data:`blip_core.demo.data.HELDOUT_SEED`, never seen in training):
+Metrics (held-out scenes from :data:`blip_apps.demo.data.HELDOUT_SEED`, never seen in training):
 
 * caption exact match: greedy caption == the scene's canonical caption (after whitespace/case
   normalisation), over ``--n`` images;
@@ -32,7 +32,7 @@ if str(ROOT) not in sys.path:  # run from a source checkout without installing
 
 import numpy as np
 
-from blip_core.demo import MODELS_DIR, data
+from blip_apps.demo import MODELS_DIR, data
 from blip_core.image_processing import BlipImageProcessor
 from blip_core.tokenization import BlipTokenizer
 

@@ -1,6 +1,6 @@
 """Train the three bundled demo BLIP models from scratch, with PyTorch (blip_torch), on CPU.
 
-The data are generated scenes of coloured shapes (:mod:`blip_core.demo.data`); no download is
+The data are generated scenes of coloured shapes (:mod:`blip_apps.demo.data`); no download is
 needed.  The script
 
 1. trains a WordPiece tokenizer (the ``tokenizers`` library, BERT normalizer and pre-tokenizer,
@@ -28,7 +28,7 @@ steps.  A training-only auxiliary head (per-patch shape labels, not saved) and a
 for the position embeddings make the small ViT learn shapes in thousands rather than tens of
 thousands of steps.  Usage::
 
-    python scripts/train_demo.py                      # writes blip_core/demo/models/{caption,vqa,retrieval}
+    python scripts/train_demo.py                      # writes blip_apps/demo/models/{caption,vqa,retrieval}
     python scripts/train_demo.py --out /tmp/demo --steps-caption 200   # a quick smoke run
 """
 
@@ -53,7 +53,7 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 from torch import nn
 
 from blip_core.config import BlipConfig, BlipTextConfig, BlipVisionConfig
-from blip_core.demo import MODELS_DIR, TASKS, data
+from blip_apps.demo import MODELS_DIR, TASKS, data
 from blip_core.image_processing import BlipImageProcessor
 from blip_core.tokenization import BlipTokenizer
 from blip_torch import (

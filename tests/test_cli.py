@@ -19,7 +19,7 @@ pytest.importorskip("torch")
 def run_blip(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "blip_core.cli", *args],
+        [sys.executable, "-m", "blip_apps.cli", *args],
         capture_output=True, text=True, env=full_env, timeout=300,
     )  # fmt: skip
 
@@ -56,7 +56,7 @@ def test_caption_folder_with_corrupt_image_streams_jsonl(image_dir, tmp_path):
     ]
     assert all(isinstance(r.get("caption"), str) for r in records if "error" not in r)
     # the same captions as the library gives for each image alone
-    from blip_core.pipeline import Backend, Captioner
+    from blip_apps.pipeline import Backend, Captioner
 
     captioner = Captioner(FIXTURES / "caption", Backend("torch"))
     from blip_core.image_processing import load_image

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from blip_core.demo import data
+from blip_apps.demo import data
 
 
 def _fingerprint(examples: list[data.Example]) -> list:
@@ -82,7 +82,7 @@ def test_corpus_covers_all_words():
 
 def test_blip_core_demo_imports_no_framework():
     code = (
-        "import sys, blip_core.demo, blip_core.demo.data; "
+        "import sys, blip_apps.demo, blip_apps.demo.data; "
         "bad = [m for m in ('torch', 'tensorflow', 'keras') if m in sys.modules]; "
         "assert not bad, bad"
     )
@@ -90,7 +90,7 @@ def test_blip_core_demo_imports_no_framework():
 
 
 def test_model_dir_errors(tmp_path, monkeypatch):
-    import blip_core.demo as demo
+    import blip_apps.demo as demo
 
     with pytest.raises(ValueError, match="unknown demo task"):
         demo.model_dir("segmentation")

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from blip_core.demo import TASKS, data, model_dir
+from blip_apps.demo import TASKS, data, model_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 MAX_DIR_BYTES = 10_000_000  # the budget per shipped model directory

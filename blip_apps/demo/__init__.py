@@ -2,7 +2,7 @@
 
 ``model_dir("caption")`` gives the directory of the captioning model (also ``"vqa"`` and
 ``"retrieval"``); any backend's ``from_pretrained`` loads it, and ``BlipProcessor.from_pretrained``
-reads its tokenizer and image processor.  :mod:`blip_core.demo.data` generates the scenes they
+reads its tokenizer and image processor.  :mod:`blip_apps.demo.data` generates the scenes they
 were trained on.  ``scripts/train_demo.py`` retrains them (with PyTorch) and
 ``scripts/eval_demo.py`` scores them on held-out scenes.
 """

@@ -48,7 +48,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_caption(args, out: TextIO) -> int:
-    from blip_core.pipeline import (
+    from blip_apps.pipeline import (
         Backend,
         Captioner,
         expand_images,
@@ -93,7 +93,7 @@ def _one_image(path: str, processor):
 
 
 def cmd_vqa(args, out: TextIO) -> int:
-    from blip_core.pipeline import Backend, QuestionAnswerer, resolve_model
+    from blip_apps.pipeline import Backend, QuestionAnswerer, resolve_model
 
     qa = QuestionAnswerer(resolve_model(args.model, "vqa"), Backend(args.backend))
     pixels = _one_image(args.image, qa.processor)
@@ -112,7 +112,7 @@ def cmd_vqa(args, out: TextIO) -> int:
 
 
 def cmd_match(args, out: TextIO) -> int:
-    from blip_core.pipeline import Backend, Matcher, resolve_model
+    from blip_apps.pipeline import Backend, Matcher, resolve_model
 
     matcher = Matcher(resolve_model(args.model, "retrieval"), Backend(args.backend))
     pixels = _one_image(args.image, matcher.processor)
@@ -124,7 +124,7 @@ def cmd_match(args, out: TextIO) -> int:
 def cmd_search(args, out: TextIO) -> int:
     import numpy as np
 
-    from blip_core.pipeline import (
+    from blip_apps.pipeline import (
         Backend,
         Matcher,
         expand_images,

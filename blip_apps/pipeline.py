@@ -64,7 +64,7 @@ class Backend:
 def resolve_model(model: str | os.PathLike | None, task: str) -> Path:
     """``--model``: a directory or hub id; none means the bundled demo model for ``task``."""
     if model is None:
-        from blip_core.demo import model_dir
+        from blip_apps.demo import model_dir
 
         return model_dir(task)
     return resolve_model_dir(model)
