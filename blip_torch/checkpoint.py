@@ -1,20 +1,22 @@
-"""from_pretrained / save_pretrained glue: torch modules <-> canonical numpy dicts, nothing else."""
+"""Torch modules <-> canonical numpy dicts, and ``from_pretrained`` / ``save_pretrained``.
+
+The load/save sequence itself is :mod:`blip_core.loading`, shared by every backend; this file
+only knows how a ``torch.nn.Module`` holds its weights.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from blip_core.config import BlipConfig, BlipTextConfig, BlipVisionConfig, load_config
-from blip_core.weights import check_keys, normalize_tied, read_checkpoint, write_safetensors
-from blip_core.weights.io import SAFE_WEIGHTS_NAME
-from blip_core.weights.names import select_submodel
-from blip_torch.text import BlipTextLMHeadModel
+from blip_core import loading
+from blip_core.config import BlipConfig
 
 
 def tied_aliases(model: nn.Module) -> dict[str, str]:
@@ -46,33 +48,41 @@ def state_to_numpy(model: nn.Module) -> dict[str, np.ndarray]:
     }
 
 
-def load_numpy_state(
-    model: nn.Module, state: dict[str, np.ndarray], source: str = "state", assign: bool = False
-) -> None:
-    """Strictly load a canonical numpy dict: one error listing missing/unexpected/mis-shaped keys.
+def tie_lm_heads(model: nn.Module) -> None:
+    """Tie every LM head's output weight to its word embeddings again."""
+    for module in model.modules():
+        if hasattr(module, "tie_weights") and hasattr(module, "cls"):
+            module.tie_weights()
 
-    ``assign=True`` (a model built on the meta device) adopts the arrays' memory instead of
-    copying into freshly initialised parameters: with memory-mapped files, one copy in all.
+
+def assign_state(model: nn.Module, state: Mapping[str, np.ndarray]) -> None:
+    """Load a checked canonical state (every expected key present, shapes right).
+
+    A model built on the meta device adopts the arrays' memory (``assign=True``): with
+    memory-mapped files, one copy of the weights in all; otherwise values are copied in.
     """
-    state = select_submodel([type(model).__name__], expected_shapes(model), dict(state))
-    state = normalize_tied(state)
-    expected = expected_shapes(model)
-    check_keys(expected, {k: tuple(np.shape(v)) for k, v in state.items()}, source=source)
     params = model.state_dict()
     aliases = tied_aliases(model)
+    meta = any(p.is_meta for p in params.values())
     tensors = {}
     for key, value in state.items():
         tensors[key] = torch.from_numpy(np.ascontiguousarray(value)).to(params[key].dtype)
     for alias, canonical in aliases.items():
         tensors[alias] = tensors[canonical]
-    model.load_state_dict(tensors, strict=True, assign=assign)
-    if assign:  # assign=True gives each key its own Parameter: tie the shared ones again
-        for module in model.modules():
-            if isinstance(module, BlipTextLMHeadModel):
-                module.tie_weights()
-        tied = tied_aliases(model)
-        if set(tied) != set(aliases):
+    model.load_state_dict(tensors, strict=True, assign=meta)
+    if meta:  # assign=True gives each key its own Parameter: tie the shared ones again
+        tie_lm_heads(model)
+        if set(tied_aliases(model)) != set(aliases):
             raise RuntimeError(f"tied weights not restored after loading: {sorted(aliases)}")
+
+
+def load_numpy_state(
+    model: nn.Module, state: Mapping[str, np.ndarray], source: str = "state"
+) -> nn.Module:
+    """Strictly load a canonical numpy dict: one error listing missing/unexpected/mis-shaped keys."""
+    from blip_torch.adapter import BACKEND
+
+    return loading.load_state(BACKEND, model, state, source)
 
 
 _INIT_FUNCTIONS = (
@@ -85,7 +95,7 @@ _INIT_FUNCTIONS = (
 def skip_init():
     """Make ``torch.nn.init``'s fill functions no-ops while a model is built on the meta
     device: the values would be discarded, and the first random fill of a meta tensor imports
-    torch._dynamo (measured: 1.6 s of a 1.8 s BLIP-base ``from_pretrained``)."""
+    torch._dynamo (most of a BLIP-base ``from_pretrained``'s time before this)."""
     saved = {name: getattr(nn.init, name) for name in _INIT_FUNCTIONS}
     try:
         for name in _INIT_FUNCTIONS:
@@ -109,20 +119,11 @@ class PreTrainedMixin:
         torch_dtype: torch.dtype | None = None,
         device: str | torch.device | None = None,
     ):
-        from blip_core.hub import resolve_model_dir
+        """Build from a hub-layout directory (see :func:`blip_core.loading.from_pretrained`);
+        ``torch_dtype`` casts the loaded weights, ``device`` moves them."""
+        from blip_torch.adapter import BACKEND
 
-        directory = resolve_model_dir(pretrained_model_name_or_path)
-        if config is None:
-            config = load_config(cls.config_class, directory)
-        with torch.device("meta"), skip_init():  # every weight comes from the file
-            model = cls(config)
-        model.eval()
-        weights = read_checkpoint(directory)
-        load_numpy_state(model, weights, source=str(directory), assign=True)
-        if (directory / "generation_config.json").is_file():
-            from blip_core.generation import GenerationConfig
-
-            model.generation_config = GenerationConfig.from_pretrained(directory)
+        model = loading.from_pretrained(BACKEND, cls, pretrained_model_name_or_path, config)
         if torch_dtype is not None:
             model.to(torch_dtype)
         if device is not None:
@@ -130,17 +131,7 @@ class PreTrainedMixin:
         return model
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
-        directory = Path(save_directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        config = self.config
-        if isinstance(config, (BlipTextConfig, BlipVisionConfig)):
-            data = config.to_dict()
-            data.setdefault("architectures", [type(self).__name__])
-            (directory / "config.json").write_text(
-                __import__("json").dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8"
-            )
-        else:
-            config.extra["architectures"] = [type(self).__name__]
-            config.save_pretrained(directory)
-        write_safetensors(state_to_numpy(self), directory / SAFE_WEIGHTS_NAME)
-        return directory
+        """Write ``config.json`` and ``model.safetensors`` in canonical names."""
+        from blip_torch.adapter import BACKEND
+
+        return loading.save_pretrained(BACKEND, self, save_directory)
