@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
-import json
 import mmap
 import os
 import threading
@@ -25,11 +24,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from blip_core import loading
 from blip_core.config import BlipConfig, load_config
-from blip_core.generation import GENERATION_CONFIG_NAME, GenerationConfig
-from blip_core.weights import check_keys, normalize_tied, read_checkpoint, write_safetensors
-from blip_core.weights.io import SAFE_WEIGHTS_NAME, WeightLoadError, atomic_write, find_weights_file
-from blip_core.weights.names import select_submodel
 from blip_core.weights.tf_map import (
     canonical_shape,
     keras_to_canonical_path,
@@ -153,33 +149,31 @@ def get_weights_dict(model: keras.layers.Layer) -> dict[str, np.ndarray]:
     return out
 
 
-def load_weights_dict(
-    model: keras.layers.Layer,
-    state: Mapping[str, np.ndarray],
-    source: str = "state dict",
-    release_pages: bool = False,
+def assign_state(
+    model: keras.layers.Layer, state: Mapping[str, np.ndarray], release_pages: bool = False
 ) -> None:
-    """Strictly load a canonical numpy dict into ``model``.
+    """Assign a checked canonical state (every expected key present, shapes right).
 
-    Accepts the tied aliases (``cls.predictions.decoder.weight/bias``) and ``position_ids``
-    buffers; anything else missing, unexpected or mis-shaped raises one :class:`WeightLoadError`.
     ``release_pages``: ``state`` holds read-only memory-mapped arrays owned by the caller (as
     :func:`read_checkpoint` returns), whose pages may be dropped once loaded.
     """
-    expected = canonical_shapes(model)
-    names = [cls.__name__ for cls in type(model).__mro__]
-    state = select_submodel(names, expected, dict(state))
-    try:
-        state = normalize_tied(state)
-    except ValueError as exc:
-        raise WeightLoadError(f"{source}: {exc}") from None
-    check_keys(expected, {k: tuple(np.shape(v)) for k, v in state.items()}, source=source)
     for path, variable in keras_variables(model).items():
         key = keras_to_canonical_path(path)
         _, array = to_keras(key, np.asarray(state[key]))
         variable.assign(_to_tensor(array, variable.dtype))
         if release_pages:
             _release_pages(state[key])
+
+
+def load_weights_dict(
+    model: keras.layers.Layer, state: Mapping[str, np.ndarray], source: str = "state dict"
+) -> None:
+    """Strictly load a canonical numpy dict into ``model`` (:func:`blip_core.loading.load_state`):
+    tied aliases and ``position_ids`` buffers are accepted; anything else missing, unexpected or
+    mis-shaped raises one :class:`WeightLoadError`."""
+    from blip_tf.adapter import BACKEND
+
+    loading.load_state(BACKEND, model, state, source)
 
 
 def _to_tensor(array: np.ndarray, dtype):
@@ -211,17 +205,6 @@ def _release_pages(array) -> None:
 def config_from_dir(config_cls, directory: Path):
     """Read config.json for any of the three config classes (see blip_core.config.load_config)."""
     return load_config(config_cls, directory)
-
-
-def _resolve_dir(name_or_path: str | os.PathLike) -> Path:
-    try:
-        from blip_core.hub import resolve_model_dir
-    except ImportError:  # pragma: no cover - older core
-        path = Path(name_or_path)
-        if not path.is_dir():
-            raise FileNotFoundError(f"{path}: no such directory") from None
-        return path
-    return resolve_model_dir(name_or_path)
 
 
 def _per_example_fields(value):
@@ -257,29 +240,19 @@ class PreTrainedMixin:
         cls, pretrained_model_name_or_path: str | os.PathLike, config=None, **kwargs
     ):
         """Build from a hub-layout directory (``config.json`` + safetensors / sharded
-        safetensors / ``tf_model.h5`` / ``pytorch_model.bin`` (needs torch)); strict."""
-        directory = _resolve_dir(pretrained_model_name_or_path)
-        if config is None:
-            config = config_from_dir(cls.config_class, directory)
-        with no_init_weights():  # every weight comes from the file: skip the random draws
-            model = cls(config, **kwargs)
-        weights_file = find_weights_file(directory)
-        state = read_checkpoint(directory)
-        load_weights_dict(model, state, source=str(weights_file), release_pages=True)
-        if (directory / GENERATION_CONFIG_NAME).is_file():
-            model.generation_config = GenerationConfig.from_pretrained(directory)
-        return model
+        safetensors / ``tf_model.h5`` / ``pytorch_model.bin`` (needs torch)); strict
+        (see :func:`blip_core.loading.from_pretrained`)."""
+        from blip_tf.adapter import BACKEND
+
+        return loading.from_pretrained(
+            BACKEND, cls, pretrained_model_name_or_path, config, **kwargs
+        )
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
         """Write ``config.json`` and ``model.safetensors`` in canonical names (PyTorch-loadable)."""
-        directory = Path(save_directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        data = self.config.to_dict()
-        data["architectures"] = [type(self).__name__]
-        text = json.dumps(data, indent=2, sort_keys=True) + "\n"
-        atomic_write(directory / "config.json", lambda tmp: Path(tmp).write_text(text, "utf-8"))
-        write_safetensors(self.get_weights_dict(), directory / SAFE_WEIGHTS_NAME)
-        return directory
+        from blip_tf.adapter import BACKEND
+
+        return loading.save_pretrained(BACKEND, self, save_directory)
 
     def get_weights_dict(self) -> dict[str, np.ndarray]:
         """Canonical ``{key: numpy array}`` (PyTorch names and layouts)."""
@@ -336,6 +309,7 @@ class PreTrainedMixin:
 
 __all__ = [
     "PreTrainedMixin",
+    "assign_state",
     "canonical_shapes",
     "child_scope",
     "config_from_dir",

@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 import keras
-import numpy as np
 import tensorflow as tf
 from keras import ops
 
 from blip_core.config import BlipConfig, enc_token_id
-from blip_core.generation import (
-    GenerationConfig,
-    answer_prompts,
-    blip_generation_config,
-    caption_prompts,
-    generate_ids,
-    length_limits,
-    pad_sequences,
-    sequence_log_likelihood,
-)
-from blip_core.retrieval import RankResult, itc_top_k, rerank
+from blip_core.tasks import CaptioningTasks, QuestionAnsweringTasks, RetrievalTasks
+from blip_tf.adapter import BACKEND
 from blip_tf.checkpoint import PreTrainedMixin, child_scope, dense, unpack_inputs
-from blip_tf.generation import TFDecoderSession, project_cross_key_values
 from blip_tf.outputs import (
     BlipForConditionalGenerationModelOutput,
     BlipImageTextMatchingModelOutput,
@@ -53,13 +42,6 @@ def _ones_mask(states):
     return ops.ones(ops.shape(states)[:2], dtype="int32")
 
 
-def _numpy(x) -> np.ndarray | None:
-    """numpy view of a numpy array, tf tensor or nested list (None stays None)."""
-    if x is None:
-        return None
-    return x.numpy() if hasattr(x, "numpy") else np.asarray(x)
-
-
 def with_enc_token(input_ids, config: BlipConfig, use_enc_token: bool):
     """Image-grounded encoding as the original BLIP: ``[ENC]`` replaces ``[CLS]`` at position 0.
     Off by default (transformers' numbers).  The caller's ids are not modified."""
@@ -72,6 +54,7 @@ def with_enc_token(input_ids, config: BlipConfig, use_enc_token: bool):
 
 class BlipPreTrainedModel(PreTrainedMixin, keras.Model):
     config_class = BlipConfig
+    backend = BACKEND
 
     def __init__(self, config: BlipConfig, **kwargs):
         super().__init__(**kwargs)
@@ -80,32 +63,6 @@ class BlipPreTrainedModel(PreTrainedMixin, keras.Model):
                 f"{type(self).__name__} expects a BlipConfig, got {type(config).__name__}"
             )
         self.config = config
-
-    def _generation_config(self, generation_config, kwargs) -> GenerationConfig:
-        """The model's generation settings, with BLIP's ids: ``[SEP]`` ends, ``[PAD]`` pads."""
-        return blip_generation_config(
-            getattr(self, "generation_config", None),
-            self.config.text_config,
-            generation_config,
-            kwargs,
-        )
-
-    def _image_states(self, pixel_values, interpolate_pos_encoding: bool = False):
-        """The vision encoder's ``last_hidden_state`` ``(B, L, D)``, through XLA."""
-        return self.vision_model.compiled_forward(pixel_values, interpolate_pos_encoding)[0]
-
-    def _decode(self, encoder_states, encoder_mask, prompts, config) -> tf.Tensor:
-        widths = np.array([len(p) for p in prompts], dtype=np.int64)
-        max_lengths, _ = length_limits(config, widths)
-        capacity = int(widths.max() + (max_lengths - widths).max()) if len(prompts) else 1
-
-        def open_session(expansion: int) -> TFDecoderSession:
-            return TFDecoderSession(
-                self.text_decoder, encoder_states, encoder_mask, expansion, capacity
-            )
-
-        ids = generate_ids(open_session, prompts, config)
-        return tf.constant(pad_sequences(ids, config.pad_token_id), tf.int64)
 
 
 @keras.saving.register_keras_serializable(package="blip_tf")
@@ -206,7 +163,7 @@ class BlipModel(BlipPreTrainedModel):
 
 
 @keras.saving.register_keras_serializable(package="blip_tf")
-class BlipForConditionalGeneration(BlipPreTrainedModel):
+class BlipForConditionalGeneration(CaptioningTasks, BlipPreTrainedModel):
     """Image captioning: ViT encoder + causal text decoder cross-attending to the image."""
 
     main_input_name = "pixel_values"
@@ -268,38 +225,9 @@ class BlipForConditionalGeneration(BlipPreTrainedModel):
         )
         return out if return_dict is not False else out.to_tuple()
 
-    def generate(
-        self,
-        pixel_values,
-        input_ids=None,
-        attention_mask=None,
-        interpolate_pos_encoding: bool = False,
-        generation_config: GenerationConfig | None = None,
-        **generate_kwargs,
-    ) -> tf.Tensor:
-        """Caption images ``(B, 3, H, W)``; returns int64 ids ``(B * num_return_sequences, T)``.
-
-        ``input_ids``/``attention_mask`` (the processor's right-padded output) give a prompt per
-        row: token 0 becomes ``[DEC]`` and its trailing ``[SEP]`` is dropped.  Each output row is
-        ``[DEC]`` + prompt + generated tokens (ending with ``[SEP]``), right-padded with
-        ``[PAD]``.  Settings: see :class:`blip_core.generation.GenerationConfig`.  Inputs may be
-        numpy arrays or tensors.
-        """
-        config = self._generation_config(generation_config, generate_kwargs)
-        image_embeds = self._image_states(pixel_values, interpolate_pos_encoding)
-        text = self.config.text_config
-        prompts = caption_prompts(
-            _numpy(input_ids),
-            _numpy(attention_mask),
-            int(image_embeds.shape[0]),
-            text.bos_token_id,
-            text.sep_token_id,
-        )
-        return self._decode(image_embeds, None, prompts, config)
-
 
 @keras.saving.register_keras_serializable(package="blip_tf")
-class BlipForQuestionAnswering(BlipPreTrainedModel):
+class BlipForQuestionAnswering(QuestionAnsweringTasks, BlipPreTrainedModel):
     """VQA: the question is encoded against the image, the answer decoded against the question."""
 
     def __init__(self, config: BlipConfig, **kwargs):
@@ -378,82 +306,9 @@ class BlipForQuestionAnswering(BlipPreTrainedModel):
         )
         return out if return_dict is not False else out.to_tuple()
 
-    def _encode_question(
-        self, input_ids, pixel_values, attention_mask, interpolate_pos_encoding, use_enc_token
-    ):
-        input_ids = with_enc_token(tf.convert_to_tensor(input_ids), self.config, use_enc_token)
-        image_embeds = self._image_states(pixel_values, interpolate_pos_encoding)
-        if attention_mask is None:
-            attention_mask = tf.ones_like(input_ids)
-        attention_mask = tf.convert_to_tensor(attention_mask)
-        question = self.text_encoder(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            encoder_hidden_states=image_embeds,
-            encoder_attention_mask=_ones_mask(image_embeds),
-            training=False,
-        ).last_hidden_state
-        return question, attention_mask
-
-    def generate(
-        self,
-        input_ids,
-        pixel_values,
-        attention_mask=None,
-        interpolate_pos_encoding: bool = False,
-        generation_config: GenerationConfig | None = None,
-        use_enc_token: bool = False,
-        **generate_kwargs,
-    ) -> tf.Tensor:
-        """Answer questions ``input_ids`` ``(B, T)`` about images; returns int64 answer ids from
-        ``[DEC]``.
-
-        The answer decoder cross-attends to the question states with the question's padding
-        masked (transformers attends to it; ``text_config.ignore_encoder_attention_mask=True``
-        reproduces that).
-        """
-        config = self._generation_config(generation_config, generate_kwargs)
-        question, mask = self._encode_question(
-            input_ids, pixel_values, attention_mask, interpolate_pos_encoding, use_enc_token
-        )
-        prompts = [[self.config.text_config.bos_token_id] for _ in range(question.shape[0])]
-        return self._decode(question, mask, prompts, config)
-
-    def rank_answers(
-        self,
-        input_ids,
-        pixel_values,
-        answer_ids,
-        attention_mask=None,
-        answer_attention_mask=None,
-        interpolate_pos_encoding: bool = False,
-        use_enc_token: bool = False,
-    ) -> tuple[tf.Tensor, tf.Tensor]:
-        """Score candidate answers by decoder log-likelihood (the original BLIP's ``rank``).
-
-        ``answer_ids`` ``(A, T)``: tokenized candidates (``[CLS] answer [SEP]``, right-padded;
-        token 0 becomes ``[DEC]``).  Returns ``scores`` ``(B, A)`` float32 — the summed
-        log-probability of each answer's tokens after ``[DEC]``, ``[SEP]`` included — and
-        ``ranking`` ``(B, A)`` int64, candidate indices best first.  The question is encoded
-        once and its cross-attention keys/values are projected once, shared by all candidates.
-        """
-        question, mask = self._encode_question(
-            input_ids, pixel_values, attention_mask, interpolate_pos_encoding, use_enc_token
-        )
-        ids, amask = answer_prompts(
-            _numpy(answer_ids), _numpy(answer_attention_mask), self.config.text_config.bos_token_id
-        )
-        batch, num = int(question.shape[0]), ids.shape[0]
-        session = TFDecoderSession(self.text_decoder, question, mask, expansion=num)
-        tiled_ids, tiled_mask = np.tile(ids, (batch, 1)), np.tile(amask, (batch, 1))
-        log_probs = session.log_probs(tiled_ids, tiled_mask).numpy()
-        scores = sequence_log_likelihood(log_probs, tiled_ids, tiled_mask).reshape(batch, num)
-        ranking = np.argsort(-scores, axis=1, kind="stable")
-        return tf.constant(scores), tf.constant(ranking, tf.int64)
-
 
 @keras.saving.register_keras_serializable(package="blip_tf")
-class BlipForImageTextRetrieval(BlipPreTrainedModel):
+class BlipForImageTextRetrieval(RetrievalTasks, BlipPreTrainedModel):
     """Image-text matching (ITM head) and contrastive similarity (ITC projections)."""
 
     def __init__(self, config: BlipConfig, **kwargs):
@@ -525,86 +380,6 @@ class BlipForImageTextRetrieval(BlipPreTrainedModel):
             question_embeds=question_embeds,
         )
         return out if return_dict is not False else out.to_tuple()
-
-    # -- retrieval: embeddings computed once, ITC shortlist, ITM re-rank -------------------------
-
-    def encode_images(
-        self, pixel_values, interpolate_pos_encoding: bool = False
-    ) -> tuple[tf.Tensor, tf.Tensor]:
-        """ITC image embeddings ``(N, D_itc)`` (L2-normalised) and the image states
-        ``(N, L, D_vision)`` the ITM head needs; keep both to query many times."""
-        states = self._image_states(pixel_values, interpolate_pos_encoding)
-        return _l2_normalize(self.vision_proj(states[:, 0, :]), eps=1e-12), states
-
-    def encode_texts(self, input_ids, attention_mask=None) -> tf.Tensor:
-        """ITC text embeddings ``(M, D_itc)`` (L2-normalised; unimodal text encoder, [CLS])."""
-        states = self.text_encoder(input_ids=input_ids, attention_mask=attention_mask)
-        return _l2_normalize(self.text_proj(states.last_hidden_state[:, 0, :]), eps=1e-12)
-
-    def itm_probability(
-        self, image_states, input_ids, attention_mask=None, use_enc_token: bool = False
-    ) -> tf.Tensor:
-        """Match probability ``(P,)`` of image ``i`` with text ``i``.
-
-        ``image_states`` ``(P, L, D)`` or ``(1, L, D)``: one image against ``P`` texts projects
-        its cross-attention keys/values once and shares them (broadcast in the attention
-        matmuls, no per-pair image copies).
-        """
-        input_ids = with_enc_token(tf.convert_to_tensor(input_ids), self.config, use_enc_token)
-        image_states = tf.convert_to_tensor(image_states, self.text_encoder.compute_dtype)
-        cross = project_cross_key_values(self.text_encoder, image_states)
-        rows = int(input_ids.shape[0])
-        text = self.config.text_config
-        heads = text.num_attention_heads
-        empty = tf.zeros((rows, heads, 0, text.hidden_size // heads), image_states.dtype)
-        past = tuple((empty, empty, k, v) for k, v in cross)
-        states = self.text_encoder(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            encoder_attention_mask=tf.ones((rows, int(image_states.shape[1])), tf.int32),
-            past_key_values=past,
-            training=False,
-        ).last_hidden_state
-        logits = ops.cast(self.itm_head(states[:, 0, :]), "float32")
-        return ops.softmax(logits, axis=-1)[:, 1]
-
-    def rank_texts(
-        self,
-        image_embeds,
-        image_states,
-        text_embeds,
-        input_ids,
-        attention_mask=None,
-        k: int = 16,
-        use_enc_token: bool = False,
-    ) -> RankResult:
-        """One image (``image_embeds`` ``(D,)``/``(1, D)``, ``image_states`` ``(1, L, D)``)
-        against a text collection: ITC top-``k``, then ITM re-rank of those ``k``."""
-        idx, itc = itc_top_k(_numpy(image_embeds).reshape(-1), _numpy(text_embeds), k)
-        mask = None if attention_mask is None else tf.gather(attention_mask, idx)
-        itm = self.itm_probability(image_states, tf.gather(input_ids, idx), mask, use_enc_token)
-        return rerank(idx, itc, itm.numpy())
-
-    def rank_images(
-        self,
-        text_embeds,
-        input_ids,
-        image_embeds,
-        image_states,
-        attention_mask=None,
-        k: int = 16,
-        use_enc_token: bool = False,
-    ) -> RankResult:
-        """One text (``text_embeds`` ``(D,)``, ``input_ids`` ``(1, T)``) against an image
-        collection (``image_embeds`` ``(N, D)``, ``image_states`` ``(N, L, D)``)."""
-        idx, itc = itc_top_k(_numpy(text_embeds).reshape(-1), _numpy(image_embeds), k)
-        rows = len(idx)
-        ids = np.repeat(_numpy(input_ids).reshape(1, -1), rows, axis=0)
-        mask = None
-        if attention_mask is not None:
-            mask = np.repeat(_numpy(attention_mask).reshape(1, -1), rows, axis=0)
-        itm = self.itm_probability(tf.gather(image_states, idx), ids, mask, use_enc_token)
-        return rerank(idx, itc, itm.numpy())
 
 
 # Aliases for people coming from transformers' TF classes.
