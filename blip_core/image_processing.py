@@ -28,7 +28,9 @@ from typing import Any
 
 import numpy as np
 import PIL.Image
-import PIL.ImageOps
+
+from blip_core.feature import BatchFeature, convert_to_tensors, to_numpy
+from blip_core.image_io import ImageLoadError, flatten_images, load_image
 
 logger = logging.getLogger(__name__)
 _warned_rescaled = False  # warn once per process, as the reference's ``warning_once``
@@ -41,227 +43,16 @@ BICUBIC = 3  # PIL.Image.Resampling.BICUBIC
 CHANNELS_FIRST = "channels_first"
 CHANNELS_LAST = "channels_last"
 
+# BatchFeature, ImageLoadError, load_image, convert_to_tensors and to_numpy live in
+# blip_core.feature / blip_core.image_io and are re-exported from here.
 __all__ = [
     "BatchFeature",
     "BlipImageProcessor",
     "ImageLoadError",
+    "convert_to_tensors",
     "load_image",
+    "to_numpy",
 ]
-
-
-class ImageLoadError(ValueError, OSError):
-    """An image file that is missing or that Pillow cannot read.
-
-    Subclasses both ``ValueError`` (what ``transformers`` raises for a missing path) and ``OSError``
-    (what Pillow raises for an unreadable file), so either ``except`` clause catches it.
-    """
-
-    def __init__(self, path: str | os.PathLike, reason: str) -> None:
-        self.path = str(path)
-        super().__init__(f"cannot load image {self.path!r}: {reason}")
-
-    def __str__(self) -> str:
-        return str(self.args[0])
-
-
-# --------------------------------------------------------------------------------------------
-# Batch containers and tensor conversion
-# --------------------------------------------------------------------------------------------
-
-
-def _is_framework_tensor(x: Any, framework: str) -> bool:
-    """Is ``x`` a tensor of ``framework`` ("torch", "tensorflow")?  Imports neither."""
-    module = type(x).__module__ or ""
-    return module == framework or module.startswith(framework + ".")
-
-
-def _tensor_to_numpy(x: Any) -> np.ndarray:
-    if _is_framework_tensor(x, "torch"):
-        return x.detach().cpu().numpy()
-    if _is_framework_tensor(x, "tensorflow"):
-        return x.numpy()
-    if _is_framework_tensor(x, "jax") or _is_framework_tensor(x, "jaxlib"):
-        return np.asarray(x)
-    raise TypeError(f"not a tensor: {type(x).__name__}")
-
-
-def _is_tensor(x: Any) -> bool:
-    return any(_is_framework_tensor(x, f) for f in ("torch", "tensorflow", "jax", "jaxlib")) and (
-        hasattr(x, "shape") and hasattr(x, "dtype")
-    )
-
-
-def to_numpy(value: Any) -> Any:
-    """Convert torch / tensorflow tensors (and nested lists of them) to numpy; leave the rest."""
-    if isinstance(value, (list, tuple)):
-        return type(value)(to_numpy(v) for v in value)
-    if _is_tensor(value):
-        return _tensor_to_numpy(value)
-    return value
-
-
-def convert_to_tensors(value: Any, return_tensors: str | None, key: str = "value") -> Any:
-    """Stack ``value`` (an array or a list of equally shaped rows) into one framework tensor.
-
-    ``return_tensors`` is ``None`` (returned unchanged), ``"np"``, ``"pt"`` or ``"tf"``.  Ragged
-    rows raise a ``ValueError`` naming ``key``.  Integer Python lists become int64 for numpy and
-    torch and int32 for TensorFlow, as ``tf.constant`` (and ``transformers``) make them.
-    """
-    if return_tensors is None:
-        return value
-    return_tensors = getattr(return_tensors, "value", return_tensors)  # a TensorType enum
-    if return_tensors not in ("np", "pt", "tf"):
-        raise ValueError(f"return_tensors must be None, 'np', 'pt' or 'tf', got {return_tensors!r}")
-    if return_tensors == "tf" and not isinstance(value, np.ndarray):
-        import tensorflow as tf  # lazy: only for return_tensors="tf"
-
-        try:
-            return tf.constant(value)
-        except ValueError as exc:
-            raise ValueError(
-                f"cannot stack {key!r} into one tensor: rows have different lengths; "
-                "use padding=True or padding='max_length'"
-            ) from exc
-    try:
-        array = value if isinstance(value, np.ndarray) else np.array(value)
-    except ValueError as exc:
-        raise ValueError(
-            f"cannot stack {key!r} into one tensor: rows have different lengths/shapes; "
-            "use padding=True (text) or do_resize=True (images)"
-        ) from exc
-    if array.dtype == object:
-        raise ValueError(
-            f"cannot stack {key!r} into one tensor: rows have different lengths/shapes; "
-            "use padding=True (text) or do_resize=True (images)"
-        )
-    if return_tensors == "np":
-        return array
-    if return_tensors == "pt":
-        import torch  # lazy: only for return_tensors="pt"
-
-        return torch.from_numpy(np.ascontiguousarray(array))
-    import tensorflow as tf  # lazy: only for return_tensors="tf"
-
-    return tf.constant(array)
-
-
-class BatchFeature(dict):
-    """A ``dict`` of model inputs with attribute access (``batch.pixel_values``).
-
-    Mirrors ``transformers.BatchFeature`` closely enough for ``model(**batch)`` and
-    ``batch["pixel_values"]`` code; values are numpy arrays or framework tensors.
-    """
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(
-                f"{type(self).__name__} has no field {name!r}; fields: {sorted(self)}"
-            ) from None
-
-    @property
-    def data(self) -> dict[str, Any]:
-        """The underlying mapping (for code written against ``transformers.BatchFeature``)."""
-        return dict(self)
-
-    def convert_to_tensors(self, return_tensors: str | None) -> BatchFeature:
-        """Convert every value in place to ``return_tensors`` ("np", "pt" or "tf"); returns self."""
-        for key in list(self):
-            self[key] = convert_to_tensors(self[key], return_tensors, key)
-        return self
-
-    def to(self, *args: Any, **kwargs: Any) -> BatchFeature:
-        """Call ``.to(*args, **kwargs)`` on every torch tensor (device / dtype moves), like
-        ``transformers.BatchFeature.to``; integer tensors keep their dtype under a dtype move."""
-        out = type(self)()
-        for key, value in self.items():
-            if _is_framework_tensor(value, "torch"):
-                if value.is_floating_point() or not _has_dtype_arg(args, kwargs):
-                    value = value.to(*args, **kwargs)
-                else:
-                    device = kwargs.get("device") or next(
-                        (a for a in args if not _is_torch_dtype(a)), None
-                    )
-                    value = value.to(device) if device is not None else value
-            out[key] = value
-        return out
-
-
-def _is_torch_dtype(x: Any) -> bool:
-    return type(x).__module__ == "torch" and type(x).__name__ == "dtype"
-
-
-def _has_dtype_arg(args: tuple, kwargs: dict) -> bool:
-    return "dtype" in kwargs or any(_is_torch_dtype(a) for a in args)
-
-
-# --------------------------------------------------------------------------------------------
-# Loading and flattening the inputs
-# --------------------------------------------------------------------------------------------
-
-
-def load_image(path: str | os.PathLike) -> PIL.Image.Image:
-    """Open an image file as an RGB ``PIL.Image`` (EXIF orientation applied), like the reference.
-
-    Raises:
-        ImageLoadError: the file is missing, is a directory, or is not an image Pillow can read;
-            the message names the path.
-    """
-    text = os.fspath(path)
-    if isinstance(text, bytes):
-        text = text.decode()
-    if text.startswith(("http://", "https://")):
-        raise ImageLoadError(text, "URLs are not fetched; download the image and pass its path")
-    if not os.path.exists(text):
-        raise ImageLoadError(text, "no such file")
-    if not os.path.isfile(text):
-        raise ImageLoadError(text, "not a regular file")
-    try:
-        with PIL.Image.open(text) as image:
-            image = PIL.ImageOps.exif_transpose(image)
-            return image.convert("RGB")
-    except (PIL.UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise ImageLoadError(text, f"not a readable image ({type(exc).__name__}: {exc})") from exc
-
-
-def _flatten_images(images: Any) -> list[PIL.Image.Image | np.ndarray]:
-    """Turn one image, a batch array (4-D) or (nested) lists of images into a flat list.
-
-    Paths are loaded, framework tensors become numpy arrays.  Anything else is a ``TypeError``.
-    """
-    out: list[PIL.Image.Image | np.ndarray] = []
-
-    def visit(item: Any) -> None:
-        if isinstance(item, PIL.Image.Image):
-            out.append(item)
-        elif isinstance(item, (str, os.PathLike)):
-            out.append(load_image(item))
-        elif isinstance(item, (list, tuple)):
-            for sub in item:
-                visit(sub)
-        elif isinstance(item, np.ndarray) or _is_tensor(item):
-            array = item if isinstance(item, np.ndarray) else _tensor_to_numpy(item)
-            if array.ndim == 4:  # a batch (B, C, H, W) or (B, H, W, C)
-                out.extend(array)
-            elif array.ndim in (2, 3):
-                out.append(array)
-            else:
-                raise ValueError(
-                    f"an image array must have 2 (H, W), 3 (H, W, C / C, H, W) or 4 (batch) "
-                    f"dimensions, got shape {tuple(array.shape)}"
-                )
-        else:
-            raise TypeError(
-                f"unsupported image type {type(item).__module__}.{type(item).__qualname__}: "
-                "expected a PIL.Image.Image, a numpy array, a torch/tensorflow tensor, a path "
-                "(str or os.PathLike), or a list of these"
-            )
-
-    visit(images)
-    if not out:
-        raise ValueError("no images given (empty list)")
-    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -543,7 +334,7 @@ class BlipImageProcessor:
         in_format = _check_format("input_data_format", input_data_format, allow_none=True)
 
         arrays: list[tuple[np.ndarray, str]] = []
-        for image in _flatten_images(images):
+        for image in flatten_images(images):
             if isinstance(image, PIL.Image.Image):
                 if do_convert_rgb and image.mode != "RGB":
                     image = image.convert("RGB")

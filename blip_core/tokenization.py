@@ -6,58 +6,47 @@ accent stripping -- then ``BertPreTokenizer``, WordPiece with ``##`` continuatio
 characters a word, ``[CLS] $A [SEP]`` around every sequence), plus two special tokens: ``[DEC]``
 (the decoder's BOS, id 30522 in the released checkpoints) and ``[ENC]`` (30523).
 
-Reads and writes the hub files (``tokenizer.json``, ``vocab.txt``, ``tokenizer_config.json``,
-``special_tokens_map.json``, ``added_tokens.json``) so that ``transformers`` and this class load
-each other's directories.
+The hub files (``tokenizer.json``, ``vocab.txt``, ``tokenizer_config.json``, ...) are read and
+written by :mod:`blip_core.tokenizer_files`, so that ``transformers`` and this class load each
+other's directories; padding and truncation follow :mod:`blip_core.tokenizer_padding`.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tokenizers import AddedToken, Tokenizer, decoders, normalizers, pre_tokenizers, processors
+from tokenizers import AddedToken, Tokenizer, decoders
 from tokenizers.models import WordPiece
 
-from blip_core.image_processing import BatchFeature, to_numpy
-
-TOKENIZER_FILE = "tokenizer.json"
-VOCAB_FILE = "vocab.txt"
-TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
-SPECIAL_TOKENS_MAP_FILE = "special_tokens_map.json"
-ADDED_TOKENS_FILE = "added_tokens.json"
-
-DEFAULT_MODEL_MAX_LENGTH = 512
-# transformers' "no limit" value (int(1e30)) and the threshold above which it means "no limit".
-VERY_LARGE_INTEGER = int(1e30)
-LARGE_INTEGER = int(1e20)
-
-# The order in which transformers adds special tokens missing from the vocabulary (it decides the
-# ids new tokens get): bos, eos, unk, sep, pad, cls, mask, then the additional ones.
-_SPECIAL_ATTRS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token")
-_SPECIAL_ATTRS = (*_SPECIAL_ATTRS, "mask_token")
-
-# tokenizer_config.json keys this class models; the rest is kept in ``extra`` and written back.
-_CONFIG_KEYS = (
-    *_SPECIAL_ATTRS,
-    "additional_special_tokens",
-    "added_tokens_decoder",
-    "model_max_length",
-    "padding_side",
-    "truncation_side",
-    "clean_up_tokenization_spaces",
-    "do_lower_case",
-    "strip_accents",
-    "tokenize_chinese_chars",
-    "tokenizer_class",
-    "tokenizer_file",
-    "vocab_file",
-    "name_or_path",
+from blip_core.feature import BatchFeature, to_numpy
+from blip_core.tokenizer_files import (  # the file-name constants are re-exported
+    ADDED_TOKENS_FILE,  # noqa: F401
+    DEFAULT_MODEL_MAX_LENGTH,
+    SPECIAL_ATTRS,
+    SPECIAL_TOKENS_MAP_FILE,  # noqa: F401
+    TOKENIZER_CONFIG_FILE,  # noqa: F401
+    TOKENIZER_FILE,  # noqa: F401
+    VOCAB_FILE,  # noqa: F401
+    added_tokens_decoder_json,
+    apply_bert_options,
+    bert_post_processor,
+    load_backend_file,
+    normalizer_options,
+    read_tokenizer_dir,
+    read_vocab,
+    token_content,
+    wordpiece_backend,
+    write_tokenizer_dir,
+)
+from blip_core.tokenizer_padding import (
+    LARGE_INTEGER,  # noqa: F401
+    VERY_LARGE_INTEGER,
+    resolve_strategies,
 )
 
 __all__ = ["BatchEncoding", "BlipTokenizer", "clean_up_tokenization"]
@@ -82,92 +71,6 @@ def clean_up_tokenization(text: str) -> str:
         .replace(" 've", "'ve")
         .replace(" 're", "'re")
     )
-
-
-def _token_content(value: Any) -> str | None:
-    """A special token given as a string, an ``AddedToken`` or its JSON dict -> its text."""
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, dict):
-        return value["content"]
-    if isinstance(value, AddedToken):
-        return value.content
-    raise TypeError(f"a special token must be a str or an AddedToken, got {type(value).__name__}")
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from exc
-
-
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n", "utf-8")
-    os.replace(tmp, path)
-
-
-def _read_vocab(vocab: str | os.PathLike | Iterable[str]) -> dict[str, int]:
-    """``vocab.txt`` (one token a line, id = line number) or a token list -> {token: id}."""
-    if isinstance(vocab, (str, os.PathLike)):
-        path = Path(vocab)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such vocabulary file")
-        tokens = path.read_text(encoding="utf-8").split("\n")
-        if tokens and tokens[-1] == "":
-            tokens.pop()
-        tokens = [t.rstrip("\r") for t in tokens]
-    else:
-        tokens = list(vocab)
-    table: dict[str, int] = {}
-    for index, token in enumerate(tokens):
-        if not isinstance(token, str):
-            raise TypeError(f"vocabulary entries must be str, got {type(token).__name__}")
-        if token in table:
-            raise ValueError(
-                f"the vocabulary lists {token!r} twice (ids {table[token]} and {index}); "
-                "each token must appear once"
-            )
-        table[token] = index
-    if not table:
-        raise ValueError("the vocabulary is empty")
-    return table
-
-
-def _bert_post_processor(cls_token: str, cls_id: int, sep_token: str, sep_id: int):
-    return processors.TemplateProcessing(
-        single=f"{cls_token}:0 $A:0 {sep_token}:0",
-        pair=f"{cls_token}:0 $A:0 {sep_token}:0 $B:1 {sep_token}:1",
-        special_tokens=[(cls_token, cls_id), (sep_token, sep_id)],
-    )
-
-
-def _normalizer_state(backend: Tokenizer) -> dict[str, Any] | None:
-    if backend.normalizer is None:
-        return None
-    return json.loads(backend.normalizer.__getstate__())
-
-
-def _apply_bert_options(
-    backend: Tokenizer, do_lower_case: bool, strip_accents: bool | None, chinese: bool
-) -> None:
-    """What ``BertTokenizerFast.__init__`` does: rebuild a ``BertNormalizer`` whose options
-    disagree with the tokenizer_config.json ones (the config wins)."""
-    state = _normalizer_state(backend)
-    if state is None or state.get("type") != "BertNormalizer":
-        return
-    if (
-        state.get("lowercase", do_lower_case) != do_lower_case
-        or state.get("strip_accents", strip_accents) != strip_accents
-        or state.get("handle_chinese_chars", chinese) != chinese
-    ):
-        backend.normalizer = normalizers.BertNormalizer(
-            clean_text=state.get("clean_text", True),
-            handle_chinese_chars=chinese,
-            strip_accents=strip_accents,
-            lowercase=do_lower_case,
-        )
 
 
 class BlipTokenizer:
@@ -225,15 +128,15 @@ class BlipTokenizer:
         backend.no_truncation()
         self._tokenizer = backend
 
-        self.unk_token = _token_content(unk_token)
-        self.sep_token = _token_content(sep_token)
-        self.pad_token = _token_content(pad_token)
-        self.cls_token = _token_content(cls_token)
-        self.mask_token = _token_content(mask_token)
-        self.bos_token = _token_content(bos_token)
-        self.eos_token = _token_content(eos_token)
-        self.enc_token = _token_content(enc_token)
-        extras = [_token_content(t) for t in (additional_special_tokens or [])]
+        self.unk_token = token_content(unk_token)
+        self.sep_token = token_content(sep_token)
+        self.pad_token = token_content(pad_token)
+        self.cls_token = token_content(cls_token)
+        self.mask_token = token_content(mask_token)
+        self.bos_token = token_content(bos_token)
+        self.eos_token = token_content(eos_token)
+        self.enc_token = token_content(enc_token)
+        extras = [token_content(t) for t in (additional_special_tokens or [])]
         if self.enc_token is not None and self.enc_token not in extras:
             extras.append(self.enc_token)
         self.additional_special_tokens: list[str] = extras
@@ -255,7 +158,7 @@ class BlipTokenizer:
             if key in extra
         }
         if bert_options:
-            _apply_bert_options(
+            apply_bert_options(
                 backend,
                 bert_options.get("do_lower_case", True),
                 bert_options.get("strip_accents"),
@@ -268,7 +171,7 @@ class BlipTokenizer:
             self._add_missing_special_tokens()
         if backend.post_processor is None and self.cls_token_id is not None:
             if self.sep_token_id is not None:
-                backend.post_processor = _bert_post_processor(
+                backend.post_processor = bert_post_processor(
                     self.cls_token, self.cls_token_id, self.sep_token, self.sep_token_id
                 )
         if backend.decoder is None and isinstance(backend.model, WordPiece):
@@ -325,25 +228,16 @@ class BlipTokenizer:
         ``strip_accents=None`` strips accents exactly when lowercasing, as BERT does.  Other
         keyword arguments go to the constructor (special tokens, ``model_max_length``, ...).
         """
-        table = _read_vocab(vocab)
-        unk = _token_content(kwargs.get("unk_token", "[UNK]"))
-        backend = Tokenizer(
-            WordPiece(table, unk_token=unk, max_input_chars_per_word=max_input_chars_per_word)
-        )
-        backend.normalizer = normalizers.BertNormalizer(
-            clean_text=True,
-            handle_chinese_chars=tokenize_chinese_chars,
+        backend = wordpiece_backend(
+            read_vocab(vocab),
+            unk_token=token_content(kwargs.get("unk_token", "[UNK]")),
+            cls_token=token_content(kwargs.get("cls_token", "[CLS]")),
+            sep_token=token_content(kwargs.get("sep_token", "[SEP]")),
+            do_lower_case=do_lower_case,
             strip_accents=strip_accents,
-            lowercase=do_lower_case,
+            tokenize_chinese_chars=tokenize_chinese_chars,
+            max_input_chars_per_word=max_input_chars_per_word,
         )
-        backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        backend.decoder = decoders.WordPiece(prefix="##")
-        cls_token = _token_content(kwargs.get("cls_token", "[CLS]"))
-        sep_token = _token_content(kwargs.get("sep_token", "[SEP]"))
-        if cls_token in table and sep_token in table:
-            backend.post_processor = _bert_post_processor(
-                cls_token, table[cls_token], sep_token, table[sep_token]
-            )
         return cls(backend, **kwargs)
 
     @classmethod
@@ -352,11 +246,7 @@ class BlipTokenizer:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such tokenizer file")
-        try:
-            backend = Tokenizer.from_file(str(path))
-        except Exception as exc:  # the Rust side raises a bare Exception
-            raise ValueError(f"{path}: not a tokenizers JSON file ({exc})") from exc
-        return cls(backend, **kwargs)
+        return cls(load_backend_file(path), **kwargs)
 
     @classmethod
     def from_pretrained(
@@ -370,105 +260,10 @@ class BlipTokenizer:
         vocabulary when it lacks them (bert-base-uncased: 30522 and 30523, as in BLIP).
         ``overrides`` replace configuration keys (e.g. ``model_max_length=64``).
         """
-        path = Path(path)
-        if not path.is_dir():
-            raise FileNotFoundError(f"{path}: not a directory (expected a tokenizer directory)")
-        config: dict[str, Any] = {}
-        if (path / TOKENIZER_CONFIG_FILE).is_file():
-            config = _read_json(path / TOKENIZER_CONFIG_FILE)
-        if (path / SPECIAL_TOKENS_MAP_FILE).is_file():
-            # As in transformers, special_tokens_map.json wins over tokenizer_config.json.
-            config.update(_read_json(path / SPECIAL_TOKENS_MAP_FILE))
-        config.update(overrides)
-
-        decoder = {
-            int(i): AddedToken(
-                spec["content"],
-                single_word=spec.get("single_word", False),
-                lstrip=spec.get("lstrip", False),
-                rstrip=spec.get("rstrip", False),
-                normalized=spec.get("normalized", True),
-                special=spec.get("special", False),
-            )
-            for i, spec in (config.pop("added_tokens_decoder", None) or {}).items()
-        }
-
-        kwargs: dict[str, Any] = {}
-        for attr in _SPECIAL_ATTRS:
-            if attr in config:
-                kwargs[attr] = _token_content(config.pop(attr))
-        extras = [_token_content(t) for t in config.pop("additional_special_tokens", None) or []]
-        kwargs["additional_special_tokens"] = extras
-        if "enc_token" in config:
-            kwargs["enc_token"] = _token_content(config.pop("enc_token"))
-        if add_blip_tokens:
-            kwargs.setdefault("bos_token", "[DEC]")
-            kwargs.setdefault("enc_token", "[ENC]")
-        else:
-            kwargs.setdefault("bos_token", None)
-            kwargs.setdefault("enc_token", "[ENC]" if "[ENC]" in extras else None)
-        do_lower_case = config.pop("do_lower_case", True)
-        strip_accents = config.pop("strip_accents", None)
-        chinese = config.pop("tokenize_chinese_chars", True)
-        for key in ("tokenizer_file", "vocab_file", "name_or_path", "tokenizer_class"):
-            config.pop(key, None)
-
-        if (path / TOKENIZER_FILE).is_file():
-            try:
-                backend = Tokenizer.from_file(str(path / TOKENIZER_FILE))
-            except Exception as exc:  # the Rust side raises a bare Exception
-                raise ValueError(
-                    f"{path / TOKENIZER_FILE}: not a tokenizers JSON file ({exc})"
-                ) from exc
-            clean_default = False  # what PreTrainedTokenizerFast assumes without a config key
-            if backend.truncation is not None:
-                config.setdefault("truncation_side", backend.truncation["direction"])
-            if backend.padding is not None:
-                config.setdefault("padding_side", backend.padding["direction"])
-        elif (path / VOCAB_FILE).is_file():
-            table = _read_vocab(path / VOCAB_FILE)
-            unk = kwargs.get("unk_token", "[UNK]")
-            backend = Tokenizer(WordPiece(table, unk_token=unk))
-            backend.normalizer = normalizers.BertNormalizer(
-                clean_text=True,
-                handle_chinese_chars=chinese,
-                strip_accents=strip_accents,
-                lowercase=do_lower_case,
-            )
-            backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-            backend.decoder = decoders.WordPiece(prefix="##")
-            cls_token = kwargs.get("cls_token", "[CLS]")
-            sep_token = kwargs.get("sep_token", "[SEP]")
-            if cls_token in table and sep_token in table:
-                backend.post_processor = _bert_post_processor(
-                    cls_token, table[cls_token], sep_token, table[sep_token]
-                )
-            clean_default = True  # BertTokenizer's default
-            if not decoder and (path / ADDED_TOKENS_FILE).is_file():
-                specials = {kwargs.get(a) for a in _SPECIAL_ATTRS} | set(extras)
-                specials |= {kwargs.get("enc_token")}
-                for content, index in _read_json(path / ADDED_TOKENS_FILE).items():
-                    special = content in specials
-                    decoder[int(index)] = AddedToken(
-                        content, special=special, normalized=not special
-                    )
-        else:
-            raise FileNotFoundError(
-                f"{path}: no {TOKENIZER_FILE} or {VOCAB_FILE} in this directory"
-            )
-        config.setdefault("clean_up_tokenization_spaces", clean_default)
-        config.setdefault("model_max_length", DEFAULT_MODEL_MAX_LENGTH)
-        return cls(
-            backend,
-            added_tokens_decoder=decoder,
-            do_lower_case=do_lower_case,
-            strip_accents=strip_accents,
-            tokenize_chinese_chars=chinese,
-            **kwargs,
-            **config,
+        backend, kwargs = read_tokenizer_dir(
+            Path(path), add_blip_tokens=add_blip_tokens, overrides=overrides
         )
-
-    # ---- vocabulary -----------------------------------------------------------------------
+        return cls(backend, **kwargs)
 
     @property
     def backend_tokenizer(self) -> Tokenizer:
@@ -529,7 +324,7 @@ class BlipTokenizer:
     def all_special_tokens(self) -> list[str]:
         """Special tokens in transformers' order (bos, eos, unk, sep, pad, cls, mask, extras)."""
         out: list[str] = []
-        for attr in _SPECIAL_ATTRS:
+        for attr in SPECIAL_ATTRS:
             token = getattr(self, attr)
             if token is not None and token not in out:
                 out.append(token)
@@ -544,7 +339,7 @@ class BlipTokenizer:
     @property
     def special_tokens_map(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            attr: getattr(self, attr) for attr in _SPECIAL_ATTRS if getattr(self, attr)
+            attr: getattr(self, attr) for attr in SPECIAL_ATTRS if getattr(self, attr)
         }
         if self.additional_special_tokens:
             out["additional_special_tokens"] = list(self.additional_special_tokens)
@@ -572,66 +367,6 @@ class BlipTokenizer:
         return self._tokenizer.encode(text, add_special_tokens=add_special_tokens).tokens
 
     # ---- encoding -------------------------------------------------------------------------
-
-    def _strategies(
-        self, padding: Any, truncation: Any, max_length: int | None, pad_to_multiple_of: int | None
-    ) -> tuple[str | None, str | None, int | None]:
-        """transformers' ``_get_padding_truncation_strategies`` -> (padding, truncation, length),
-        padding in {None, "longest", "max_length"}, truncation in {None, "longest_first", ...}."""
-        if max_length is not None and padding is False and truncation is None:
-            truncation = "longest_first"  # a bare max_length truncates
-        padding = getattr(padding, "value", padding)
-        truncation = getattr(truncation, "value", truncation)
-        if padding is True or padding == "longest":
-            pad: str | None = "longest"
-        elif padding is False or padding is None or padding == "do_not_pad":
-            pad = None
-        elif padding == "max_length":
-            pad = "max_length"
-        else:
-            raise ValueError(
-                f"padding must be True, False, 'longest', 'max_length' or 'do_not_pad', "
-                f"got {padding!r}"
-            )
-        if truncation is True:
-            trunc: str | None = "longest_first"
-        elif truncation is False or truncation is None or truncation == "do_not_truncate":
-            trunc = None
-        elif truncation in ("longest_first", "only_first", "only_second"):
-            trunc = truncation
-        else:
-            raise ValueError(
-                f"truncation must be True, False, 'longest_first', 'only_first' or "
-                f"'do_not_truncate', got {truncation!r}"
-            )
-        if max_length is None:
-            unlimited = self.model_max_length > LARGE_INTEGER
-            if pad == "max_length":
-                if unlimited:
-                    pad = None
-                else:
-                    max_length = self.model_max_length
-            if trunc is not None:
-                if unlimited:
-                    trunc = None
-                else:
-                    max_length = self.model_max_length
-        if pad is not None and self.pad_token_id is None:
-            raise ValueError(
-                f"cannot pad: the pad token {self.pad_token!r} is not in the vocabulary"
-            )
-        if (
-            trunc is not None
-            and pad is not None
-            and pad_to_multiple_of is not None
-            and max_length is not None
-            and max_length % pad_to_multiple_of != 0
-        ):
-            raise ValueError(
-                f"truncation length ({max_length}) is not a multiple of pad_to_multiple_of "
-                f"({pad_to_multiple_of})"
-            )
-        return pad, trunc, max_length
 
     def __call__(
         self,
@@ -674,7 +409,15 @@ class BlipTokenizer:
                 else ("a list containing " + ", ".join(sorted({type(t).__name__ for t in text})))
             )
             raise TypeError(f"text must be a str or a list of str, got {kind}")
-        pad, trunc, length = self._strategies(padding, truncation, max_length, pad_to_multiple_of)
+        pad, trunc, length = resolve_strategies(
+            padding,
+            truncation,
+            max_length,
+            pad_to_multiple_of,
+            model_max_length=self.model_max_length,
+            pad_token=self.pad_token,
+            pad_token_id=self.pad_token_id,
+        )
         side = padding_side or self.padding_side
         if side not in ("right", "left"):
             raise ValueError(f"padding_side must be 'right' or 'left', got {side!r}")
@@ -758,33 +501,12 @@ class BlipTokenizer:
 
     # ---- (de)serialisation ----------------------------------------------------------------
 
-    def _normalizer_options(self) -> dict[str, Any]:
-        state = _normalizer_state(self._tokenizer) or {}
-        if state.get("type") != "BertNormalizer":
-            return {}
-        return {
-            "do_lower_case": state.get("lowercase", True),
-            "strip_accents": state.get("strip_accents"),
-            "tokenize_chinese_chars": state.get("handle_chinese_chars", True),
-        }
-
     def to_config(self) -> dict[str, Any]:
         """The ``tokenizer_config.json`` content, in the keys transformers writes."""
-        decoder = {
-            str(index): {
-                "content": token.content,
-                "lstrip": token.lstrip,
-                "normalized": token.normalized,
-                "rstrip": token.rstrip,
-                "single_word": token.single_word,
-                "special": token.special,
-            }
-            for index, token in sorted(self._tokenizer.get_added_tokens_decoder().items())
-        }
         out: dict[str, Any] = copy.deepcopy(self.extra)
         out.update(self.special_tokens_map)
         out.update(
-            added_tokens_decoder=decoder,
+            added_tokens_decoder=added_tokens_decoder_json(self._tokenizer),
             clean_up_tokenization_spaces=self.clean_up_tokenization_spaces,
             do_basic_tokenize=out.get("do_basic_tokenize", True),
             model_max_length=self.model_max_length,
@@ -794,41 +516,18 @@ class BlipTokenizer:
         )
         out.setdefault("never_split", None)
         out.setdefault("extra_special_tokens", {})
-        out.update(self._normalizer_options())
+        out.update(normalizer_options(self._tokenizer))
         return out
 
     def save_pretrained(self, directory: str | os.PathLike) -> tuple[Path, ...]:
         """Write ``tokenizer.json``, ``tokenizer_config.json``, ``special_tokens_map.json``,
         ``added_tokens.json`` and (for WordPiece models) ``vocab.txt``; returns the paths."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        written = []
-        path = directory / TOKENIZER_FILE
-        self._tokenizer.save(str(path))
-        written.append(path)
-        model = self._tokenizer.model
-        if isinstance(model, WordPiece):
-            vocab = self._tokenizer.get_vocab(with_added_tokens=False)
-            ordered = sorted(vocab.items(), key=lambda kv: kv[1])
-            if [i for _, i in ordered] != list(range(len(ordered))):
-                raise ValueError("the vocabulary ids are not 0..N-1; cannot write vocab.txt")
-            path = directory / VOCAB_FILE
-            path.write_text("".join(t + "\n" for t, _ in ordered), encoding="utf-8")
-            written.append(path)
-        base = self.vocab_size
-        added = {
-            t.content: i for i, t in self._tokenizer.get_added_tokens_decoder().items() if i >= base
-        }
-        for name, data in (
-            (TOKENIZER_CONFIG_FILE, self.to_config()),
-            (SPECIAL_TOKENS_MAP_FILE, self.special_tokens_map),
-            (ADDED_TOKENS_FILE, added),
-        ):
-            if name == ADDED_TOKENS_FILE and not data:
-                continue
-            _write_json(directory / name, data)
-            written.append(directory / name)
-        return tuple(written)
+        return write_tokenizer_dir(
+            self._tokenizer,
+            Path(directory),
+            config=self.to_config(),
+            special_tokens_map=self.special_tokens_map,
+        )
 
     def __repr__(self) -> str:
         return (
