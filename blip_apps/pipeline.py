@@ -1,8 +1,10 @@
 """Task-level helpers over either backend: load a model directory, batch a folder of images with
 decoding overlapped with the model, caption / answer / match / search.
 
-The backend is chosen by name (``"torch"`` or ``"tf"``) and imported only then; both expose the
-same model methods (``generate``, ``rank_answers``, ``encode_images``, ``encode_texts``,
+The backend is the adapter object of :func:`blip_apps.backends.load_backend` (``"torch"`` or
+``"tf"``, imported only then): tensors go in through its ``from_numpy`` and come out through its
+``to_numpy``, and the model classes come from its ``model_class``.  Both backends expose the same
+model methods (``generate``, ``rank_answers``, ``encode_images``, ``encode_texts``,
 ``itm_probability``, ``rank_images``), so the code here is written once.
 """
 
@@ -14,51 +16,28 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import PIL.Image
 
+from blip_apps.backends import BACKENDS, load_backend
 from blip_core.generation import strip_prompt
 from blip_core.hub import resolve_model_dir
 from blip_core.image_processing import ImageLoadError, load_image
 from blip_core.processing import BlipProcessor
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"}
-BACKENDS = ("torch", "tf")
+
+# What one unreadable input can raise while it is read and preprocessed: the file is reported and
+# the run goes on.  PIL's DecompressionBombError derives from Exception, not OSError.
+IMAGE_ERRORS = (ImageLoadError, PIL.Image.DecompressionBombError, OSError, ValueError)
 
 
-class Backend:
-    """Tensor conversion and model classes of one backend."""
-
-    def __init__(self, name: str):
-        if name not in BACKENDS:
-            raise ValueError(f"unknown backend {name!r}; expected one of {', '.join(BACKENDS)}")
-        self.name = name
-        if name == "torch":
-            import torch
-
-            import blip_torch
-
-            self.module, self._torch = blip_torch, torch
-            torch.set_num_threads(max(1, os.cpu_count() or 1))
-        else:
-            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-            import blip_tf
-
-            self.module, self._torch = blip_tf, None
-
-    def tensor(self, array: np.ndarray):
-        if self._torch is not None:
-            return self._torch.from_numpy(np.ascontiguousarray(array))
-        return array  # blip_tf accepts numpy
-
-    @staticmethod
-    def numpy(x) -> np.ndarray:
-        if hasattr(x, "detach"):
-            return x.detach().cpu().numpy()
-        return np.asarray(x)
-
-    def load(self, class_name: str, directory: Path):
-        return getattr(self.module, class_name).from_pretrained(directory)
+def Backend(name: str) -> Any:  # noqa: N802 - the name the pipeline's callers already use
+    """The backend adapter called ``name``; the same as :func:`~blip_apps.backends.load_backend`
+    (kept so that ``Captioner(directory, Backend("torch"))`` reads as before)."""
+    return load_backend(name)
 
 
 def resolve_model(model: str | os.PathLike | None, task: str) -> Path:
@@ -82,25 +61,48 @@ def expand_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
     return paths
 
 
+def image_error(path: str | os.PathLike, exc: BaseException) -> str:
+    """One line naming ``path`` and why it could not be read."""
+    if isinstance(exc, ImageLoadError):
+        return str(exc)
+    if isinstance(exc, PIL.Image.DecompressionBombError):
+        return f"cannot load image {str(path)!r}: too many pixels (decompression bomb?): {exc}"
+    return f"cannot load image {str(path)!r}: {type(exc).__name__}: {exc}"
+
+
 @dataclass
 class ImageBatch:
     paths: list[Path]  # images that decoded
     pixel_values: np.ndarray | None  # (B, 3, H, W) float32, None when every image failed
-    failures: list[tuple[Path, str]]  # (path, reason)
+    failures: list[tuple[Path, str]]  # (path, one-line reason naming the path)
 
 
-def _decode_batch(paths: list[Path], processor: BlipProcessor) -> ImageBatch:
+def _preprocess(processor: BlipProcessor, images: list) -> np.ndarray:
+    return processor.image_processor(images, return_tensors="np")["pixel_values"]
+
+
+def decode_batch(paths: Sequence[Path], processor: BlipProcessor) -> ImageBatch:
+    """Read and preprocess ``paths``; a file that fails is listed in ``failures``, not raised."""
     images, ok, failures = [], [], []
     for path in paths:
         try:
             images.append(load_image(path))
-            ok.append(path)
-        except ImageLoadError as exc:
-            failures.append((path, exc.reason if hasattr(exc, "reason") else str(exc)))
-    pixels = (
-        processor.image_processor(images, return_tensors="np")["pixel_values"] if images else None
-    )
-    return ImageBatch(ok, pixels, failures)
+            ok.append(Path(path))
+        except IMAGE_ERRORS as exc:
+            failures.append((Path(path), image_error(path, exc)))
+    if not images:
+        return ImageBatch([], None, failures)
+    try:
+        return ImageBatch(ok, _preprocess(processor, images), failures)
+    except IMAGE_ERRORS:  # one image the processor refuses: find it, keep the others
+        kept, rows = [], []
+        for path, image in zip(ok, images):
+            try:
+                rows.append(_preprocess(processor, [image]))
+                kept.append(path)
+            except IMAGE_ERRORS as exc:
+                failures.append((path, image_error(path, exc)))
+        return ImageBatch(kept, np.concatenate(rows) if rows else None, failures)
 
 
 def iter_image_batches(
@@ -108,101 +110,148 @@ def iter_image_batches(
 ) -> Iterator[ImageBatch]:
     """Decode and preprocess batches on a background thread, ``prefetch`` batches ahead, so
     image decoding overlaps the model work on the previous batch."""
-    if batch_size < 1:
-        raise ValueError(f"batch size must be >= 1, got {batch_size}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size={batch_size!r}: must be a whole number >= 1")
     chunks = [list(paths[i : i + batch_size]) for i in range(0, len(paths), batch_size)]
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending: deque = deque()
         for chunk in chunks:
-            pending.append(pool.submit(_decode_batch, chunk, processor))
+            pending.append(pool.submit(decode_batch, chunk, processor))
             if len(pending) > prefetch:
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
 
 
-class Captioner:
-    """Caption images with a captioning model directory."""
+class _Task:
+    """A model directory loaded with one backend: its processor and its ``class_name`` model."""
 
-    def __init__(self, directory: Path, backend: Backend):
+    class_name = ""
+
+    def __init__(self, directory: str | os.PathLike, backend: Any):
+        if isinstance(backend, str):
+            backend = load_backend(backend)
         self.backend = backend
         self.processor = BlipProcessor.from_pretrained(directory)
-        self.model = backend.load("BlipForConditionalGeneration", directory)
+        self.model = backend.model_class(self.class_name).from_pretrained(directory)
+
+    def tensor(self, array: np.ndarray) -> Any:
+        return self.backend.from_numpy(np.ascontiguousarray(array))
+
+    def numpy(self, x: Any) -> np.ndarray:
+        return self.backend.to_numpy(x)
+
+
+class Captioner(_Task):
+    """Caption images with a captioning model directory."""
+
+    class_name = "BlipForConditionalGeneration"
 
     def caption_pixels(
         self, pixel_values: np.ndarray, prompt: str | None = None, strip: bool = False, **gen
     ) -> list[str]:
+        """One caption per row of ``pixel_values`` ``(B, 3, H, W)``; ``gen``: generation
+        arguments (``num_beams``, ``max_new_tokens``, ...); ``strip`` removes the prompt."""
         kwargs = dict(gen)
+        t = self.tensor
         if prompt:
             tok = self.processor.tokenizer([prompt] * len(pixel_values), return_tensors="np")
-            kwargs["input_ids"] = self.backend.tensor(tok["input_ids"])
-            kwargs["attention_mask"] = self.backend.tensor(tok["attention_mask"])
-        ids = self.model.generate(self.backend.tensor(pixel_values), **kwargs)
-        texts = self.processor.batch_decode(self.backend.numpy(ids), skip_special_tokens=True)
+            kwargs["input_ids"] = t(tok["input_ids"])
+            kwargs["attention_mask"] = t(tok["attention_mask"])
+        with self.backend.inference():
+            ids = self.model.generate(t(pixel_values), **kwargs)
+        texts = self.processor.batch_decode(self.numpy(ids), skip_special_tokens=True)
         if prompt and strip:
             texts = [strip_prompt(t, prompt) for t in texts]
         return texts
 
 
-class QuestionAnswerer:
-    def __init__(self, directory: Path, backend: Backend):
-        self.backend = backend
-        self.processor = BlipProcessor.from_pretrained(directory)
-        self.model = backend.load("BlipForQuestionAnswering", directory)
+class QuestionAnswerer(_Task):
+    """Answer questions (generated, or ranked among candidates) with a VQA model directory."""
+
+    class_name = "BlipForQuestionAnswering"
 
     def _inputs(self, pixel_values: np.ndarray, question: str):
         tok = self.processor.tokenizer([question] * len(pixel_values), return_tensors="np")
         return tok["input_ids"], tok["attention_mask"]
 
     def answer(self, pixel_values: np.ndarray, question: str, **gen) -> list[str]:
+        """The generated answer to ``question`` for each image."""
         ids, mask = self._inputs(pixel_values, question)
-        t = self.backend.tensor
-        out = self.model.generate(t(ids), t(pixel_values), attention_mask=t(mask), **gen)
-        return self.processor.batch_decode(self.backend.numpy(out), skip_special_tokens=True)
+        t = self.tensor
+        with self.backend.inference():
+            out = self.model.generate(t(ids), t(pixel_values), attention_mask=t(mask), **gen)
+        return self.processor.batch_decode(self.numpy(out), skip_special_tokens=True)
 
     def rank(self, pixel_values: np.ndarray, question: str, answers: Sequence[str]):
-        """``[(answer, log-likelihood), ...]`` best first, for the first image."""
+        """``[(answer, log-likelihood), ...]`` best first, for the first image.
+
+        Raises ``ValueError`` when ``answers`` is empty."""
+        if not answers:
+            raise ValueError("answers is empty; give at least one candidate answer")
         ids, mask = self._inputs(pixel_values[:1], question)
         cand = self.processor.tokenizer(list(answers), padding=True, return_tensors="np")
-        t = self.backend.tensor
-        scores, ranking = self.model.rank_answers(
-            t(ids), t(pixel_values[:1]), t(cand["input_ids"]),
-            attention_mask=t(mask), answer_attention_mask=t(cand["attention_mask"]),
-        )  # fmt: skip
-        scores, ranking = self.backend.numpy(scores)[0], self.backend.numpy(ranking)[0]
+        t = self.tensor
+        with self.backend.inference():
+            scores, ranking = self.model.rank_answers(
+                t(ids), t(pixel_values[:1]), t(cand["input_ids"]),
+                attention_mask=t(mask), answer_attention_mask=t(cand["attention_mask"]),
+            )  # fmt: skip
+        scores, ranking = self.numpy(scores)[0], self.numpy(ranking)[0]
         return [(answers[i], float(scores[i])) for i in ranking]
 
 
-class Matcher:
+class Matcher(_Task):
     """ITM probability and ITC cosine for image-text pairs; text search over image folders."""
 
-    def __init__(self, directory: Path, backend: Backend):
-        self.backend = backend
-        self.processor = BlipProcessor.from_pretrained(directory)
-        self.model = backend.load("BlipForImageTextRetrieval", directory)
+    class_name = "BlipForImageTextRetrieval"
 
     def _texts(self, texts: Sequence[str]):
         tok = self.processor.tokenizer(list(texts), padding=True, return_tensors="np")
-        return self.backend.tensor(tok["input_ids"]), self.backend.tensor(tok["attention_mask"])
+        return self.tensor(tok["input_ids"]), self.tensor(tok["attention_mask"])
 
     def match(self, pixel_values: np.ndarray, texts: Sequence[str]) -> list[dict]:
+        """``[{"text", "itm", "itc"}, ...]`` of the first image with each text."""
         ids, mask = self._texts(texts)
-        image_embeds, states = self.model.encode_images(self.backend.tensor(pixel_values[:1]))
-        text_embeds = self.model.encode_texts(ids, mask)
-        itm = self.backend.numpy(self.model.itm_probability(states, ids, mask))
-        itc = self.backend.numpy(text_embeds) @ self.backend.numpy(image_embeds)[0]
+        with self.backend.inference():
+            image_embeds, states = self.model.encode_images(self.tensor(pixel_values[:1]))
+            text_embeds = self.model.encode_texts(ids, mask)
+            itm = self.numpy(self.model.itm_probability(states, ids, mask))
+        itc = self.numpy(text_embeds) @ self.numpy(image_embeds)[0]
         return [
             {"text": text, "itm": float(p), "itc": float(c)} for text, p, c in zip(texts, itm, itc)
         ]
 
-    def encode_images(self, pixel_values: np.ndarray):
-        embeds, states = self.model.encode_images(self.backend.tensor(pixel_values))
-        return self.backend.numpy(embeds), self.backend.numpy(states)
+    def encode_images(self, pixel_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(image_embeds (B, D_itc), image_states (B, L, D))`` as numpy."""
+        with self.backend.inference():
+            embeds, states = self.model.encode_images(self.tensor(pixel_values))
+        return self.numpy(embeds), self.numpy(states)
 
-    def search(self, image_embeds, image_states, query: str, k: int):
+    def search(self, image_embeds: np.ndarray, image_states: np.ndarray, query: str, k: int):
+        """The top ``k`` images for ``query`` (ITC top-k re-ranked by ITM): a ``RankResult``."""
         ids, mask = self._texts([query])
-        text_embeds = self.model.encode_texts(ids, mask)
-        t = self.backend.tensor
-        return self.model.rank_images(
-            text_embeds[0], ids, t(image_embeds), t(image_states), attention_mask=mask, k=k
-        )
+        t = self.tensor
+        with self.backend.inference():
+            text_embeds = self.model.encode_texts(ids, mask)
+            return self.model.rank_images(
+                text_embeds[0], ids, t(image_embeds), t(image_states), attention_mask=mask, k=k
+            )
+
+
+__all__ = [
+    "BACKENDS",
+    "IMAGE_ERRORS",
+    "IMAGE_SUFFIXES",
+    "Backend",
+    "Captioner",
+    "ImageBatch",
+    "Matcher",
+    "QuestionAnswerer",
+    "decode_batch",
+    "expand_images",
+    "image_error",
+    "iter_image_batches",
+    "load_backend",
+    "resolve_model",
+]

@@ -3,8 +3,10 @@
 ``model_dir("caption")`` gives the directory of the captioning model (also ``"vqa"`` and
 ``"retrieval"``); any backend's ``from_pretrained`` loads it, and ``BlipProcessor.from_pretrained``
 reads its tokenizer and image processor.  :mod:`blip_apps.demo.data` generates the scenes they
-were trained on.  ``scripts/train_demo.py`` retrains them (with PyTorch) and
-``scripts/eval_demo.py`` scores them on held-out scenes.
+were trained on, :mod:`blip_apps.demo.evaluate` scores them on held-out scenes
+(``scripts/eval_demo.py``) and :mod:`blip_apps.demo.run` is the demo run (``make demo``);
+``scripts/train_demo.py`` retrains them (with PyTorch).  Importing this package imports no
+framework.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """Train the three bundled demo BLIP models from scratch, with PyTorch (blip_torch), on CPU.
 
+The library behind ``scripts/train_demo.py`` (:func:`train_demo_models`); it imports torch.
+
 The data are generated scenes of coloured shapes (:mod:`blip_apps.demo.data`); no download is
-needed.  The script
+needed.  :func:`train_demo_models`
 
 1. trains a WordPiece tokenizer (the ``tokenizers`` library, BERT normalizer and pre-tokenizer,
    specials ``[PAD] [UNK] [CLS] [SEP] [MASK] [DEC] [ENC]`` with ids 0-6) on the demo text;
@@ -15,45 +17,41 @@ needed.  The script
    negatives), starting from the VQA model's image encoder and image-grounded text encoder;
 5. saves each with ``save_pretrained`` plus the tokenizer files and ``preprocessor_config.json``.
 
-Everything is seeded (``--seed``; the vqa and retrieval stages reseed, so ``--tasks vqa,retrieval``
-redoes just those stages from the saved caption model) and runs on ``--threads`` CPU threads (2
-by default).  The shipped models come from these defaults (4000 + 2000 + 400 steps, batch 32):
-34 minutes on 2 cores shared with three other jobs (load ~4; caption 1416 s, vqa 524 s, retrieval
-90 s), about 10-15 minutes on 2 free cores.  They score 83 % caption exact match, 91 % VQA
-accuracy and 89 % retrieval R@1 (``scripts/eval_demo.py``).  They predate the fixed-order
+Everything is seeded (``seed``; the vqa and retrieval stages reseed, so
+``tasks=("vqa", "retrieval")`` redoes just those stages from the saved caption model) and runs on
+``threads`` CPU threads.  The shipped models come from the defaults; their held-out scores and
+training times are in the README ("What you get offline").  They predate the fixed-order
 vocabulary (see :func:`train_tokenizer`) and the per-stage seeds, so a rerun gives equivalent,
-not bit-identical, models.  Longer runs help: ``--steps-vqa 5000`` (5.5 min more) gave 96 % VQA
-and 92 % retrieval R@1 in a run whose files were lost; the caption loss was still falling at 4000
-steps.  A training-only auxiliary head (per-patch shape labels, not saved) and a 2-D sin-cos start
-for the position embeddings make the small ViT learn shapes in thousands rather than tens of
-thousands of steps.  Usage::
+not bit-identical, models.  A training-only auxiliary head (per-patch shape labels, not saved)
+and a 2-D sin-cos start for the position embeddings make the small ViT learn shapes in thousands
+rather than tens of thousands of steps.  Usage::
 
     python scripts/train_demo.py                      # writes blip_apps/demo/models/{caption,vqa,retrieval}
     python scripts/train_demo.py --out /tmp/demo --steps-caption 200   # a quick smoke run
 """
 
-# ruff: noqa: E402  (the imports follow the sys.path set-up)
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run from a source checkout without installing
-    sys.path.insert(0, str(ROOT))
-
-import numpy as np
 import torch
-import torch.nn.functional as F
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 from torch import nn
 
-from blip_core.config import BlipConfig, BlipTextConfig, BlipVisionConfig
 from blip_apps.demo import MODELS_DIR, TASKS, data
+from blip_apps.demo.losses import (
+    ITC_TEMPERATURE,
+    AuxVisionHead,
+    Batches,
+    caption_loss,
+    retrieval_loss,
+    vqa_loss,
+)
+from blip_core.config import BlipConfig, BlipTextConfig, BlipVisionConfig
 from blip_core.image_processing import BlipImageProcessor
 from blip_core.tokenization import BlipTokenizer
 from blip_torch import (
@@ -64,7 +62,6 @@ from blip_torch import (
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", "[ENC]"]
 MAX_TEXT_LENGTH = 32
-ITC_TEMPERATURE = 0.07  # fixed: BlipForImageTextRetrieval has no temperature parameter
 
 
 # ---- tokenizer, processor, config -------------------------------------------------------------
@@ -172,182 +169,6 @@ def sincos_positions(dim: int, side: int) -> torch.Tensor:
     return torch.cat([torch.zeros(1, dim), table])[None]
 
 
-# ---- batches ----------------------------------------------------------------------------------
-
-
-class Batches:
-    """Generated training batches for one task (an endless, seeded stream of scenes)."""
-
-    def __init__(self, tokenizer: BlipTokenizer, processor: BlipImageProcessor, seed, task: str):
-        self.tokenizer = tokenizer
-        self.processor = processor
-        self.rng = np.random.default_rng([seed, 1 + TASKS.index(task)])
-
-    def scenes(self, n: int) -> list[data.Scene]:
-        return [data.sample_scene(self.rng) for _ in range(n)]
-
-    def pixels(self, scenes: list[data.Scene]) -> torch.Tensor:
-        images = [data.render(s) for s in scenes]
-        return torch.from_numpy(self.processor(images, return_tensors="np")["pixel_values"])
-
-    def text(self, texts: list[str], bos: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        enc = self.tokenizer(texts, padding="longest", return_tensors="np")
-        ids = torch.from_numpy(enc["input_ids"]).long()
-        mask = torch.from_numpy(enc["attention_mask"]).long()
-        if bos:
-            ids[:, 0] = self.tokenizer.bos_token_id
-        return ids, mask
-
-
-def patch_targets(scenes: list[data.Scene], patch: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Dense targets for the auxiliary vision loss: per patch ``(B, N, 4)`` = (kind, colour,
-    size, left-to-right rank) of the shape covering most of the patch (0 = background, a patch
-    needs at least a quarter of its pixels covered), and per image the shape count - 1 ``(B,)``."""
-    rows = []
-    for scene in scenes:
-        labels = data.label_map(scene)
-        side = labels.shape[0] // patch
-        blocks = labels.reshape(side, patch, side, patch).transpose(0, 2, 1, 3).reshape(side**2, -1)
-        counts = np.stack([(blocks == i).sum(1) for i in range(1, len(scene.shapes) + 1)], 1)
-        owner = np.where(counts.max(1) >= patch * patch // 4, counts.argmax(1) + 1, 0)
-        table = np.zeros((len(scene.shapes) + 1, 4), dtype=np.int64)
-        for i, s in enumerate(scene.shapes, start=1):
-            table[i] = (
-                1 + data.KINDS.index(s.kind),
-                1 + data.COLOR_NAMES.index(s.color),
-                1 + data.SIZES.index(s.size),
-                i,
-            )
-        rows.append(table[owner])
-    counts = torch.tensor([len(s.shapes) - 1 for s in scenes])
-    return torch.from_numpy(np.stack(rows)), counts
-
-
-class AuxVisionHead(nn.Module):
-    """Training-only heads on the image tokens (not saved): dense per-patch labels and the shape
-    count from the class token give the image encoder a strong signal from the first step."""
-
-    SIZES = (1 + len(data.KINDS), 1 + len(data.COLOR_NAMES), 1 + len(data.SIZES), 4)
-
-    def __init__(self, hidden: int, patch: int) -> None:
-        super().__init__()
-        self.patch = patch
-        self.patches = nn.Linear(hidden, sum(self.SIZES))
-        self.count = nn.Linear(hidden, 3)
-
-    def loss(self, image_embeds: torch.Tensor, scenes: list[data.Scene]) -> torch.Tensor:
-        targets, counts = patch_targets(scenes, self.patch)
-        logits = self.patches(image_embeds[:, 1:]).split(self.SIZES, dim=-1)
-        loss = F.cross_entropy(self.count(image_embeds[:, 0]), counts)
-        for i, part in enumerate(logits):
-            loss = loss + F.cross_entropy(part.flatten(0, 1), targets[..., i].flatten())
-        return loss
-
-
-def lm_labels(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return ids.masked_fill(mask == 0, -100)
-
-
-# ---- losses -----------------------------------------------------------------------------------
-
-
-def caption_loss(model: BlipForConditionalGeneration, batches: Batches, batch_size: int):
-    scenes = batches.scenes(batch_size)
-    ids, mask = batches.text([data.caption(s) for s in scenes], bos=True)
-    out = model(
-        batches.pixels(scenes), input_ids=ids, attention_mask=mask, labels=lm_labels(ids, mask)
-    )
-    return out.loss, out.image_embeds, scenes
-
-
-def vqa_loss(model: BlipForQuestionAnswering, batches: Batches, batch_size: int, per_image=4):
-    """``per_image`` questions per scene share one image encoding (the model's forward, unrolled)."""
-    scenes = batches.scenes(batch_size // per_image)
-    qa = [data.sample_question(s, batches.rng) for s in scenes for _ in range(per_image)]
-    q_ids, q_mask = batches.text([q for q, _ in qa])
-    a_ids, a_mask = batches.text([a for _, a in qa], bos=True)
-    image_embeds = model.vision_model(batches.pixels(scenes)).last_hidden_state
-    question = model.text_encoder(
-        input_ids=q_ids,
-        attention_mask=q_mask,
-        encoder_hidden_states=image_embeds.repeat_interleave(per_image, dim=0),
-    ).last_hidden_state
-    out = model.text_decoder(
-        input_ids=a_ids,
-        attention_mask=a_mask,
-        encoder_hidden_states=question,
-        encoder_attention_mask=q_mask,
-        labels=lm_labels(a_ids, a_mask),
-    )
-    return out.loss, image_embeds, scenes
-
-
-def edit_scene(scene: data.Scene, rng: np.random.Generator) -> data.Scene:
-    """A scene whose caption differs from ``scene``'s in one attribute or in the shapes' order."""
-    target = data.caption(scene)
-    while True:
-        shapes = list(scene.shapes)
-        i = int(rng.integers(len(shapes)))
-        choice = int(rng.integers(4 if len(shapes) > 1 else 3))
-        if choice == 3:  # swap two shapes' looks, keeping the positions
-            j = (i + 1 + int(rng.integers(len(shapes) - 1))) % len(shapes)
-            a, b = shapes[i], shapes[j]
-            shapes[i] = data.Shape(b.kind, b.color, b.size, a.x, a.y, a.r)
-            shapes[j] = data.Shape(a.kind, a.color, a.size, b.x, b.y, b.r)
-        else:
-            field = ("kind", "color", "size")[choice]
-            values = {"kind": data.KINDS, "color": data.COLOR_NAMES, "size": data.SIZES}[field]
-            old = shapes[i]
-            new = dict(kind=old.kind, color=old.color, size=old.size)
-            new[field] = values[int(rng.integers(len(values)))]
-            shapes[i] = data.Shape(new["kind"], new["color"], new["size"], old.x, old.y, old.r)
-        edited = data.Scene(tuple(shapes), scene.background)
-        if data.caption(edited) != target:
-            return edited
-
-
-def retrieval_loss(model: BlipForImageTextRetrieval, batches: Batches, batch_size: int):
-    """ITC (symmetric InfoNCE, equal captions count as positives) + ITM (positives, in-batch
-    hard negatives drawn by ITC similarity, and captions of edited scenes)."""
-    scenes = batches.scenes(batch_size)
-    captions = [data.caption(s) for s in scenes]
-    ids, mask = batches.text(captions)
-    image_embeds = model.vision_model(batches.pixels(scenes)).last_hidden_state
-    text_embeds = model.text_encoder(input_ids=ids, attention_mask=mask).last_hidden_state
-    image_feat = F.normalize(model.vision_proj(image_embeds[:, 0]), dim=-1)
-    text_feat = F.normalize(model.text_proj(text_embeds[:, 0]), dim=-1)
-    sim_i2t = image_feat @ text_feat.t() / ITC_TEMPERATURE  # (B_img, B_txt)
-    same = torch.tensor([[a == b for b in captions] for a in captions], dtype=torch.float32)
-    targets = same / same.sum(1, keepdim=True)
-    itc = (
-        -(F.log_softmax(sim_i2t, 1) * targets).sum(1).mean()
-        - (F.log_softmax(sim_i2t.t(), 1) * targets).sum(1).mean()
-    ) / 2
-
-    with torch.no_grad():  # hard negatives, as BLIP samples them
-        weights = F.softmax(sim_i2t.float(), 1).masked_fill(same.bool(), 0) + 1e-6
-        weights = weights.masked_fill(same.bool(), 0)
-        neg_text = torch.multinomial(weights, 1).squeeze(1)
-        neg_image = torch.multinomial(weights.t().contiguous(), 1).squeeze(1)
-    edited = [data.caption(edit_scene(s, batches.rng)) for s in scenes]
-    e_ids, e_mask = batches.text(edited)
-    # edited captions may be longer or shorter: pad everything to one length
-    length = max(ids.shape[1], e_ids.shape[1])
-    ids, mask = (F.pad(t, (0, length - t.shape[1])) for t in (ids, mask))
-    e_ids, e_mask = (F.pad(t, (0, length - t.shape[1])) for t in (e_ids, e_mask))
-    all_ids = torch.cat([ids, ids, ids[neg_text], e_ids])
-    all_mask = torch.cat([mask, mask, mask[neg_text], e_mask])
-    all_images = torch.cat([image_embeds, image_embeds[neg_image], image_embeds, image_embeds])
-    labels = torch.cat([torch.ones(batch_size), torch.zeros(3 * batch_size)]).long()
-    hidden = model.text_encoder(
-        input_ids=all_ids, attention_mask=all_mask, encoder_hidden_states=all_images
-    ).last_hidden_state
-    logits = model.itm_head(hidden[:, 0])
-    # positives weigh as much as the three kinds of negatives together
-    itm = F.cross_entropy(logits, labels, weight=torch.tensor([1.0, 3.0]))
-    return itc + itm, image_embeds, scenes
-
-
 # ---- training loop ----------------------------------------------------------------------------
 
 
@@ -419,47 +240,56 @@ def copy_weights(dst: nn.Module, src: nn.Module, prefix_map: dict[str, str]) -> 
         raise AssertionError("copy_weights copied nothing")
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
-    )
-    parser.add_argument("--out", type=Path, default=MODELS_DIR, help="output directory")
-    parser.add_argument("--seed", type=int, default=data.TRAIN_SEED)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--steps-caption", type=int, default=4000)
-    parser.add_argument("--steps-vqa", type=int, default=2000)
-    parser.add_argument("--steps-retrieval", type=int, default=400)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--patch-size", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--finetune-lr", type=float, default=5e-4)
-    parser.add_argument(
-        "--tasks", default="caption,vqa,retrieval", help="comma-separated subset to train"
-    )
-    parser.add_argument("--init", type=Path, help="continue training the models in this directory")
-    args = parser.parse_args(argv)
+def train_demo_models(
+    out: str | Path = MODELS_DIR,
+    seed: int = data.TRAIN_SEED,
+    threads: int = 2,
+    steps_caption: int = 4000,
+    steps_vqa: int = 2000,
+    steps_retrieval: int = 400,
+    batch_size: int = 32,
+    patch_size: int = 16,
+    lr: float = 1e-3,
+    finetune_lr: float = 5e-4,
+    tasks: Sequence[str] = TASKS,
+    init: str | Path | None = None,
+    echo: Callable[[str], None] | None = print,
+) -> dict[str, float]:
+    """Train ``tasks`` (caption, then vqa from it, then retrieval from vqa) and save each under
+    ``out/<task>`` (weights, tokenizer, image processor); append the log to
+    ``out/train_log.txt`` (and pass each line to ``echo``).
 
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    args.out.mkdir(parents=True, exist_ok=True)
-    log_path = args.out / "train_log.txt"
+    ``init``: continue every task from the models in this directory.  A task that is not
+    trained here comes from ``out`` (so ``tasks=("retrieval",)`` starts from the saved vqa
+    model).  Returns the training seconds per task.
+    """
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown:
+        raise ValueError(f"tasks={list(tasks)!r}: unknown {unknown}; expected a subset of {TASKS}")
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    out = Path(out)
+    init = None if init is None else Path(init)
+    out.mkdir(parents=True, exist_ok=True)
+    log_path = out / "train_log.txt"
 
     def log(message: str) -> None:
-        print(message, flush=True)
+        if echo is not None:
+            echo(message)
         with log_path.open("a") as fh:
             fh.write(message + "\n")
 
-    tasks = args.tasks.split(",")
+    tasks = list(tasks)
     tokenizer = train_tokenizer()
     processor = image_processor()
-    config = make_config(tokenizer, args.patch_size)
+    config = make_config(tokenizer, patch_size)
     log(f"vocab {len(tokenizer)}; config {json.dumps(config.to_dict(), sort_keys=True)}")
     times = {}
 
     def load_or_init(cls, task):
         # --init: continue every task from there; otherwise a task that is not retrained here
         # comes from --out (so `--tasks retrieval` starts from the saved vqa model)
-        source = args.init if args.init is not None else (None if task in tasks else args.out)
+        source = init if init is not None else (None if task in tasks else out)
         if source is not None and (source / task).is_dir():
             log(f"{task}: loading {source / task}")
             return cls.from_pretrained(source / task), True
@@ -469,15 +299,15 @@ def main(argv: list[str] | None = None) -> None:
 
     caption_model, _ = load_or_init(BlipForConditionalGeneration, "caption")
     if "caption" in tasks:
-        batches = Batches(tokenizer, processor, args.seed, "caption")
+        batches = Batches(tokenizer, processor, seed, "caption")
         times["caption"] = train(
-            caption_model, caption_loss, batches, args.steps_caption, args.batch_size, args.lr,
+            caption_model, caption_loss, batches, steps_caption, batch_size, lr,
             log, "caption",
         )  # fmt: skip
-        save(caption_model, tokenizer, processor, args.out / "caption")
+        save(caption_model, tokenizer, processor, out / "caption")
 
     # each later stage has its own seed, so `--tasks vqa,retrieval` reproduces a full run's stages
-    torch.manual_seed(args.seed * 1000 + TASKS.index("vqa"))
+    torch.manual_seed(seed * 1000 + TASKS.index("vqa"))
     vqa_model, resumed = load_or_init(BlipForQuestionAnswering, "vqa")
     if "vqa" in tasks:
         if not resumed:
@@ -490,15 +320,15 @@ def main(argv: list[str] | None = None) -> None:
                     "text_decoder.": "text_decoder.",
                 },
             )
-        batches = Batches(tokenizer, processor, args.seed, "vqa")
+        batches = Batches(tokenizer, processor, seed, "vqa")
         times["vqa"] = train(
-            vqa_model, vqa_loss, batches, args.steps_vqa, args.batch_size, args.finetune_lr,
+            vqa_model, vqa_loss, batches, steps_vqa, batch_size, finetune_lr,
             log, "vqa",
         )  # fmt: skip
-        save(vqa_model, tokenizer, processor, args.out / "vqa")
+        save(vqa_model, tokenizer, processor, out / "vqa")
 
     if "retrieval" in tasks:
-        torch.manual_seed(args.seed * 1000 + TASKS.index("retrieval"))
+        torch.manual_seed(seed * 1000 + TASKS.index("retrieval"))
         model, resumed = load_or_init(BlipForImageTextRetrieval, "retrieval")
         if not resumed:
             copy_weights(
@@ -506,14 +336,24 @@ def main(argv: list[str] | None = None) -> None:
                 vqa_model,
                 {"vision_model.": "vision_model.", "text_encoder.": "text_encoder."},
             )
-        batches = Batches(tokenizer, processor, args.seed, "retrieval")
+        batches = Batches(tokenizer, processor, seed, "retrieval")
         times["retrieval"] = train(
-            model, retrieval_loss, batches, args.steps_retrieval, args.batch_size,
-            args.finetune_lr, log, "retrieval",
+            model, retrieval_loss, batches, steps_retrieval, batch_size,
+            finetune_lr, log, "retrieval",
         )  # fmt: skip
-        save(model, tokenizer, processor, args.out / "retrieval")
+        save(model, tokenizer, processor, out / "retrieval")
     log(f"training time (s): {json.dumps({k: round(v) for k, v in times.items()})}")
 
+    return times
 
-if __name__ == "__main__":
-    main()
+
+__all__ = [
+    "ITC_TEMPERATURE",
+    "MAX_TEXT_LENGTH",
+    "SPECIAL_TOKENS",
+    "image_processor",
+    "make_config",
+    "train",
+    "train_demo_models",
+    "train_tokenizer",
+]
