@@ -1,0 +1,162 @@
+"""What the machine offers for low-precision inference, and the one rule that picks a dtype.
+
+``dtype="auto"`` in every backend resolves through :func:`choose_dtype`, so the rule lives once:
+
+* a GPU that supports bfloat16 (the backend says so: ``gpu_supports_bf16``) -> ``"bfloat16"``;
+  a GPU without it (or unknown) -> ``"float32"``;
+* a CPU with AMX-BF16 (``amx_bf16``) or AVX-512 BF16 (``avx512_bf16``) -> ``"bfloat16"``: the
+  matrix units multiply bf16 natively, so matmuls and the weight stream of a decode step both
+  get cheaper;
+* any other CPU -> ``"float32"``: without native bf16 instructions, bf16 tensors are converted
+  to fp32 around every product, which is slower than staying in fp32.
+
+This module reads ``/proc/cpuinfo`` (Linux) and the standard library only; it imports no
+framework, so applications can print :func:`hardware_report` before choosing a backend.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from collections.abc import Iterable
+
+CPUINFO = "/proc/cpuinfo"
+
+# Flags that matter for inference, in the order the report lists them.
+RELEVANT_FLAGS = (
+    "amx_bf16",
+    "amx_int8",
+    "amx_fp16",
+    "amx_tile",
+    "avx512_bf16",
+    "avx512_fp16",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512f",
+    "avx2",
+    "fma",
+    "f16c",
+)
+BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+INT8_CPU_FLAGS = ("amx_int8", "avx512_vnni", "avx_vnni")
+DEVICE_KINDS = ("cpu", "cuda", "gpu", "mps", "xpu")
+DTYPES = ("float32", "bfloat16")
+
+
+def _read_cpuinfo(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read()
+    except OSError:
+        return ""
+
+
+def cpu_flags(cpuinfo: str | None = None) -> frozenset[str]:
+    """The CPU feature flags of the first processor in ``/proc/cpuinfo`` (``flags`` line on
+    x86, ``Features`` on ARM); empty where the file is missing (macOS, Windows).
+
+    ``cpuinfo``: the file's text (tests pass their own); read from :data:`CPUINFO` if None.
+    """
+    text = _read_cpuinfo(CPUINFO) if cpuinfo is None else cpuinfo
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip().lower() in ("flags", "features"):
+            return frozenset(value.split())
+    return frozenset()
+
+
+def cpu_model(cpuinfo: str | None = None) -> str:
+    """The ``model name`` of the first processor, or :func:`platform.processor` as a fallback."""
+    text = _read_cpuinfo(CPUINFO) if cpuinfo is None else cpuinfo
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip().lower() == "model name":
+            return value.strip()
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def usable_threads() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _explain(device_kind, cpu_flags_found, gpu_supports_bf16) -> tuple[str, str]:
+    kind = str(device_kind).split(":")[0].lower()
+    if kind not in DEVICE_KINDS:
+        raise ValueError(f"device_kind={device_kind!r} is not one of {DEVICE_KINDS}")
+    if kind != "cpu":
+        if gpu_supports_bf16:
+            return "bfloat16", f"{kind} device supports bfloat16"
+        if gpu_supports_bf16 is None:
+            return "float32", f"{kind} device: bfloat16 support unknown, staying in float32"
+        return "float32", f"{kind} device has no bfloat16 support"
+    flags = set(cpu_flags_found)
+    found = [f for f in BF16_CPU_FLAGS if f in flags]
+    if found:
+        return "bfloat16", f"CPU has native bfloat16 instructions ({', '.join(found)})"
+    return "float32", (
+        "CPU has no native bfloat16 instructions (neither amx_bf16 nor avx512_bf16): "
+        "bfloat16 would be emulated and slower"
+    )
+
+
+def choose_dtype(
+    device_kind: str,
+    cpu_flags: Iterable[str] = (),
+    gpu_supports_bf16: bool | None = None,
+) -> str:
+    """``"bfloat16"`` or ``"float32"`` for inference on ``device_kind`` (see the module rule).
+
+    ``device_kind``: ``"cpu"``, ``"cuda"`` (``"cuda:1"`` accepted), ``"gpu"``, ``"mps"``, ``"xpu"``;
+    ``cpu_flags``: the flags of :func:`cpu_flags` (used for ``"cpu"`` only);
+    ``gpu_supports_bf16``: the backend's answer for an accelerator (``None``: unknown -> fp32).
+    """
+    return _explain(device_kind, cpu_flags, gpu_supports_bf16)[0]
+
+
+def hardware_report(
+    device_kind: str = "cpu",
+    gpu_supports_bf16: bool | None = None,
+    cpuinfo: str | None = None,
+) -> dict:
+    """What was found and what ``dtype="auto"`` chooses: ``cpu_model``, ``cpu_flags`` (the
+    relevant ones present), ``bf16_native``, ``int8_native`` (VNNI/AMX-INT8), ``threads``,
+    ``device``, ``auto_dtype`` and ``reason``; JSON-serialisable."""
+    flags = cpu_flags(cpuinfo)
+    dtype, reason = _explain(device_kind, flags, gpu_supports_bf16)
+    return {
+        "cpu_model": cpu_model(cpuinfo),
+        "machine": platform.machine(),
+        "cpu_flags": [f for f in RELEVANT_FLAGS if f in flags],
+        "bf16_native": any(f in flags for f in BF16_CPU_FLAGS),
+        "int8_native": any(f in flags for f in INT8_CPU_FLAGS),
+        "threads": usable_threads(),
+        "device": str(device_kind),
+        "auto_dtype": dtype,
+        "reason": reason,
+    }
+
+
+def format_report(report: dict) -> str:
+    """:func:`hardware_report` as aligned ``key: value`` lines (for ``blip env``)."""
+    lines = []
+    for key, value in report.items():
+        if isinstance(value, list):
+            value = " ".join(value) or "(none of interest)"
+        lines.append(f"{key + ':':<13} {value}")
+    return "\n".join(lines)
+
+
+__all__ = [
+    "BF16_CPU_FLAGS",
+    "INT8_CPU_FLAGS",
+    "RELEVANT_FLAGS",
+    "choose_dtype",
+    "cpu_flags",
+    "cpu_model",
+    "format_report",
+    "hardware_report",
+    "usable_threads",
+]
