@@ -81,16 +81,19 @@ class TaskModel:
                 f"model's position table of {limit} (text_config.max_position_embeddings); "
                 "use a shorter prompt"
             )
-        max_lengths, _ = length_limits(config, widths)
-        if max_lengths.max() > limit:
+        max_lengths, _ = length_limits(config, widths)  # capped at the table
+        uncapped = config.merged()
+        uncapped.extra["_max_positions"] = None
+        requested, _ = length_limits(uncapped, widths)
+        explicit = config.max_new_tokens is not None or not config.extra.get(
+            "_max_length_is_default"
+        )
+        if explicit and requested.max() > limit:
             warnings.warn(
-                f"generation would run to {int(max_lengths.max())} tokens but the position "
+                f"generation was asked to run to {int(requested.max())} tokens but the position "
                 f"table holds {limit} (text_config.max_position_embeddings); stopping there",
                 stacklevel=3,
             )
-            config.extra["_max_positions"] = limit
-            config.extra["_cap_at_positions"] = True
-            max_lengths = np.minimum(max_lengths, limit)
         capacity = int(max(widths.max(), max_lengths.max()))
 
         def open_session(expansion: int):

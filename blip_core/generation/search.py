@@ -53,17 +53,16 @@ class DecoderSession(Protocol):
 
 
 def _limits(config: GenerationConfig, prompt_lengths: np.ndarray):
+    cap = config.extra.get("_max_positions")
     if config.max_new_tokens is not None:
         max_lengths = prompt_lengths + config.max_new_tokens
     elif config.extra.get("_max_length_is_default"):
-        # As transformers: an unset max_length (the default 20) means 20 *new* tokens, capped by
-        # the position table.
+        # As transformers: an unset max_length (the default 20) means 20 *new* tokens.
         max_lengths = prompt_lengths + config.max_length
-        cap = config.extra.get("_max_positions")
-        if cap:
-            max_lengths = np.minimum(max_lengths, cap)
     else:
         max_lengths = np.full_like(prompt_lengths, config.max_length)
+    if cap:  # never past the position table (the task layer warns when a request is cut)
+        max_lengths = np.minimum(max_lengths, cap)
     min_lengths = np.full_like(prompt_lengths, config.min_length or 0)
     return max_lengths, min_lengths
 
