@@ -13,17 +13,23 @@ other's directories; padding and truncation follow :mod:`blip_core.tokenizer_pad
 
 from __future__ import annotations
 
-import copy
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from tokenizers import AddedToken, Tokenizer, decoders
 from tokenizers.models import WordPiece
 
-from blip_core.feature import BatchFeature, to_numpy
+from blip_core.feature import BatchFeature
+from blip_core.token_ids import as_id_list, clean_up_tokenization
+from blip_core.tokenizer_encoding import (
+    LARGE_INTEGER,  # noqa: F401
+    VERY_LARGE_INTEGER,
+    check_texts,
+    encode_texts,
+    resolve_strategies,
+)
 from blip_core.tokenizer_files import (  # the file-name constants are re-exported
     ADDED_TOKENS_FILE,  # noqa: F401
     DEFAULT_MODEL_MAX_LENGTH,
@@ -32,21 +38,19 @@ from blip_core.tokenizer_files import (  # the file-name constants are re-export
     TOKENIZER_CONFIG_FILE,  # noqa: F401
     TOKENIZER_FILE,  # noqa: F401
     VOCAB_FILE,  # noqa: F401
-    added_tokens_decoder_json,
+    add_tokens_from_decoder,
     apply_bert_options,
     bert_post_processor,
     load_backend_file,
-    normalizer_options,
     read_tokenizer_dir,
     read_vocab,
     token_content,
+    tokenizer_config_json,
     wordpiece_backend,
     write_tokenizer_dir,
 )
-from blip_core.tokenizer_padding import (
-    LARGE_INTEGER,  # noqa: F401
-    VERY_LARGE_INTEGER,
-    resolve_strategies,
+from blip_core.tokenizer_files import (
+    add_missing_special_tokens as add_missing_specials,
 )
 
 __all__ = ["BatchEncoding", "BlipTokenizer", "clean_up_tokenization"]
@@ -54,23 +58,6 @@ __all__ = ["BatchEncoding", "BlipTokenizer", "clean_up_tokenization"]
 
 class BatchEncoding(BatchFeature):
     """Tokenizer output: ``input_ids`` and ``attention_mask`` with attribute access."""
-
-
-def clean_up_tokenization(text: str) -> str:
-    """Remove the spaces that decoding leaves before punctuation and English contractions
-    (transformers' ``clean_up_tokenization``)."""
-    return (
-        text.replace(" .", ".")
-        .replace(" ?", "?")
-        .replace(" !", "!")
-        .replace(" ,", ",")
-        .replace(" ' ", "'")
-        .replace(" n't", "n't")
-        .replace(" 'm", "'m")
-        .replace(" 's", "'s")
-        .replace(" 've", "'ve")
-        .replace(" 're", "'re")
-    )
 
 
 class BlipTokenizer:
@@ -122,7 +109,8 @@ class BlipTokenizer:
             raise TypeError(
                 f"tokenizer_object must be a tokenizers.Tokenizer, got {type(tokenizer_object)}"
             )
-        # Own a copy: padding/truncation are set per call on the backend.
+        # Own a copy, never given padding or truncation: encoding reads it only, so one
+        # tokenizer serves many threads (blip_core.tokenizer_encoding pads and truncates).
         backend = Tokenizer.from_str(tokenizer_object.to_str())
         backend.no_padding()
         backend.no_truncation()
@@ -166,9 +154,9 @@ class BlipTokenizer:
             )
         self.extra: dict[str, Any] = extra
 
-        self._add_tokens_from_decoder(added_tokens_decoder or {})
+        add_tokens_from_decoder(backend, added_tokens_decoder or {})
         if add_missing_special_tokens:
-            self._add_missing_special_tokens()
+            add_missing_specials(backend, self.all_special_tokens)
         if backend.post_processor is None and self.cls_token_id is not None:
             if self.sep_token_id is not None:
                 backend.post_processor = bert_post_processor(
@@ -178,39 +166,6 @@ class BlipTokenizer:
             backend.decoder = decoders.WordPiece(prefix=backend.model.continuing_subword_prefix)
 
     # ---- construction ---------------------------------------------------------------------
-
-    def _add_tokens_from_decoder(self, decoder: dict[int, AddedToken]) -> None:
-        """Add the ``added_tokens_decoder`` entries the backend lacks, checking their ids."""
-        known = self._tokenizer.get_added_tokens_decoder()
-        for index, token in sorted((int(i), t) for i, t in decoder.items()):
-            if index in known and known[index].content == token.content:
-                continue
-            existing = self._tokenizer.token_to_id(token.content)
-            if existing is None:
-                if token.special:
-                    self._tokenizer.add_special_tokens([token])
-                else:
-                    self._tokenizer.add_tokens([token])
-                existing = self._tokenizer.token_to_id(token.content)
-            elif existing not in known:
-                if token.special:
-                    self._tokenizer.add_special_tokens([token])
-                else:
-                    self._tokenizer.add_tokens([token])
-            if existing != index:
-                raise ValueError(
-                    f"added token {token.content!r} should have id {index} but the vocabulary "
-                    f"gives it {existing}; the added tokens must follow the vocabulary in order"
-                )
-
-    def _add_missing_special_tokens(self) -> None:
-        added = {t.content for t in self._tokenizer.get_added_tokens_decoder().values()}
-        for token in self.all_special_tokens:
-            if token not in added:
-                self._tokenizer.add_special_tokens(
-                    [AddedToken(token, special=True, normalized=False)]
-                )
-                added.add(token)
 
     @classmethod
     def from_vocab(
@@ -267,7 +222,7 @@ class BlipTokenizer:
 
     @property
     def backend_tokenizer(self) -> Tokenizer:
-        """The ``tokenizers.Tokenizer`` doing the work (padding/truncation are set per call)."""
+        """The ``tokenizers.Tokenizer`` doing the work (it never has padding or truncation set)."""
         return self._tokenizer
 
     @property
@@ -356,7 +311,7 @@ class BlipTokenizer:
         self, ids: int | Sequence[int], skip_special_tokens: bool = False
     ) -> str | list[str]:
         """Id(s) -> token(s) (``None`` for ids outside the vocabulary)."""
-        ids = _as_id_list(ids)
+        ids = as_id_list(ids)
         if isinstance(ids, int):
             return self._tokenizer.id_to_token(ids)
         special = set(self.all_special_ids) if skip_special_tokens else set()
@@ -364,6 +319,7 @@ class BlipTokenizer:
 
     def tokenize(self, text: str, add_special_tokens: bool = False) -> list[str]:
         """The word pieces of ``text`` (no ``[CLS]``/``[SEP]`` unless asked)."""
+        check_texts(text)
         return self._tokenizer.encode(text, add_special_tokens=add_special_tokens).tokens
 
     # ---- encoding -------------------------------------------------------------------------
@@ -398,17 +354,7 @@ class BlipTokenizer:
                 raise TypeError(
                     f"{type(self).__name__}.__call__() does not support {key}={value!r}"
                 )
-        if isinstance(text, str):
-            batch, single = [text], True
-        elif isinstance(text, (list, tuple)) and all(isinstance(t, str) for t in text):
-            batch, single = list(text), False
-        else:
-            kind = (
-                type(text).__name__
-                if not isinstance(text, (list, tuple))
-                else ("a list containing " + ", ".join(sorted({type(t).__name__ for t in text})))
-            )
-            raise TypeError(f"text must be a str or a list of str, got {kind}")
+        batch, single = check_texts(text)
         pad, trunc, length = resolve_strategies(
             padding,
             truncation,
@@ -418,43 +364,23 @@ class BlipTokenizer:
             pad_token=self.pad_token,
             pad_token_id=self.pad_token_id,
         )
-        side = padding_side or self.padding_side
-        if side not in ("right", "left"):
-            raise ValueError(f"padding_side must be 'right' or 'left', got {side!r}")
-        if self.truncation_side not in ("right", "left"):
-            raise ValueError(
-                f"truncation_side must be 'right' or 'left', got {self.truncation_side!r}"
-            )
-
-        backend = self._tokenizer
-        try:
-            if trunc is not None:
-                backend.enable_truncation(
-                    length, stride=0, strategy=trunc, direction=self.truncation_side
-                )
-            if pad is not None:
-                backend.enable_padding(
-                    direction=side,
-                    pad_id=self.pad_token_id,
-                    pad_type_id=0,
-                    pad_token=self.pad_token,
-                    length=length if pad == "max_length" else None,
-                    pad_to_multiple_of=pad_to_multiple_of,
-                )
-            encodings = backend.encode_batch(batch, add_special_tokens=add_special_tokens)
-        except Exception as exc:
-            if type(exc) is Exception:  # the Rust side raises bare Exceptions
-                raise ValueError(f"tokenization failed: {exc}") from exc
-            raise
-        finally:
-            backend.no_padding()
-            backend.no_truncation()
-
-        out: dict[str, Any] = {"input_ids": [e.ids for e in encodings]}
+        encoded = encode_texts(
+            self._tokenizer,
+            batch,
+            add_special_tokens=add_special_tokens,
+            padding=pad,
+            truncation=trunc,
+            max_length=length,
+            pad_to_multiple_of=pad_to_multiple_of,
+            pad_token_id=self.pad_token_id,
+            padding_side=padding_side or self.padding_side,
+            truncation_side=self.truncation_side,
+        )
+        out: dict[str, Any] = {"input_ids": encoded["input_ids"]}
         if return_token_type_ids:
-            out["token_type_ids"] = [e.type_ids for e in encodings]
+            out["token_type_ids"] = encoded["token_type_ids"]
         if return_attention_mask or return_attention_mask is None:
-            out["attention_mask"] = [e.attention_mask for e in encodings]
+            out["attention_mask"] = encoded["attention_mask"]
         if single and return_tensors is None:
             out = {k: v[0] for k, v in out.items()}
         return BatchEncoding(out).convert_to_tensors(return_tensors)
@@ -474,7 +400,7 @@ class BlipTokenizer:
         clean_up_tokenization_spaces: bool | None = None,
     ) -> str:
         """Ids (a list, 1-D array or tensor, or one int) -> text."""
-        ids = _as_id_list(token_ids)
+        ids = as_id_list(token_ids)
         if isinstance(ids, int):
             ids = [ids]
         if ids and not all(isinstance(i, int) for i in ids):
@@ -494,7 +420,7 @@ class BlipTokenizer:
         clean_up_tokenization_spaces: bool | None = None,
     ) -> list[str]:
         """A batch of id sequences (list of lists, or a (B, T) array / tensor) -> list of texts."""
-        rows = _as_id_list(sequences)
+        rows = as_id_list(sequences)
         if isinstance(rows, int):
             raise TypeError("batch_decode expects a batch of sequences, got one int")
         return [self.decode(row, skip_special_tokens, clean_up_tokenization_spaces) for row in rows]
@@ -503,21 +429,15 @@ class BlipTokenizer:
 
     def to_config(self) -> dict[str, Any]:
         """The ``tokenizer_config.json`` content, in the keys transformers writes."""
-        out: dict[str, Any] = copy.deepcopy(self.extra)
-        out.update(self.special_tokens_map)
-        out.update(
-            added_tokens_decoder=added_tokens_decoder_json(self._tokenizer),
+        return tokenizer_config_json(
+            self._tokenizer,
+            extra=self.extra,
+            special_tokens_map=self.special_tokens_map,
             clean_up_tokenization_spaces=self.clean_up_tokenization_spaces,
-            do_basic_tokenize=out.get("do_basic_tokenize", True),
             model_max_length=self.model_max_length,
             padding_side=self.padding_side,
             truncation_side=self.truncation_side,
-            tokenizer_class="BertTokenizer",
         )
-        out.setdefault("never_split", None)
-        out.setdefault("extra_special_tokens", {})
-        out.update(normalizer_options(self._tokenizer))
-        return out
 
     def save_pretrained(self, directory: str | os.PathLike) -> tuple[Path, ...]:
         """Write ``tokenizer.json``, ``tokenizer_config.json``, ``special_tokens_map.json``,
@@ -535,19 +455,3 @@ class BlipTokenizer:
             f"model_max_length={self.model_max_length}, padding_side={self.padding_side!r}, "
             f"special_tokens={self.special_tokens_map})"
         )
-
-
-def _as_id_list(ids: Any) -> Any:
-    """An int, a (nested) list, a numpy array or a framework tensor -> int or (nested) int lists."""
-    ids = to_numpy(ids)
-    if isinstance(ids, np.ndarray):
-        if not np.issubdtype(ids.dtype, np.integer):
-            raise TypeError(f"token ids must be integers, got an array of {ids.dtype}")
-        return ids.tolist()
-    if isinstance(ids, np.integer):
-        return int(ids)
-    if isinstance(ids, (list, tuple)):
-        return [_as_id_list(i) for i in ids]
-    if isinstance(ids, int) and not isinstance(ids, bool):
-        return ids
-    raise TypeError(f"token ids must be ints, lists of ints, arrays or tensors, got {type(ids)}")

@@ -11,6 +11,7 @@ A directory holds ``tokenizer.json`` (the ``tokenizers`` library's serialisation
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from collections.abc import Iterable
@@ -318,3 +319,68 @@ def write_tokenizer_dir(
         write_json(directory / name, data)
         written.append(directory / name)
     return tuple(written)
+
+
+def add_tokens_from_decoder(backend: Tokenizer, decoder: dict[int, AddedToken]) -> None:
+    """Add the ``added_tokens_decoder`` entries ``backend`` lacks, checking their ids (a
+    ``ValueError`` when an entry's id is not the one the vocabulary gives it)."""
+    known = backend.get_added_tokens_decoder()
+    for index, token in sorted((int(i), t) for i, t in decoder.items()):
+        if index in known and known[index].content == token.content:
+            continue
+        existing = backend.token_to_id(token.content)
+        if existing is None:
+            if token.special:
+                backend.add_special_tokens([token])
+            else:
+                backend.add_tokens([token])
+            existing = backend.token_to_id(token.content)
+        elif existing not in known:
+            if token.special:
+                backend.add_special_tokens([token])
+            else:
+                backend.add_tokens([token])
+        if existing != index:
+            raise ValueError(
+                f"added token {token.content!r} should have id {index} but the vocabulary "
+                f"gives it {existing}; the added tokens must follow the vocabulary in order"
+            )
+
+
+def add_missing_special_tokens(backend: Tokenizer, tokens: Iterable[str]) -> None:
+    """Add each of ``tokens`` that ``backend`` has not added yet, as a special token (new ids
+    after the vocabulary, in the order given)."""
+    added = {t.content for t in backend.get_added_tokens_decoder().values()}
+    for token in tokens:
+        if token not in added:
+            backend.add_special_tokens([AddedToken(token, special=True, normalized=False)])
+            added.add(token)
+
+
+def tokenizer_config_json(
+    backend: Tokenizer,
+    *,
+    extra: dict[str, Any],
+    special_tokens_map: dict[str, Any],
+    clean_up_tokenization_spaces: bool,
+    model_max_length: int,
+    padding_side: str,
+    truncation_side: str,
+) -> dict[str, Any]:
+    """The ``tokenizer_config.json`` content, in the keys transformers writes (``extra``: the
+    keys this library does not model, written back unchanged)."""
+    out: dict[str, Any] = copy.deepcopy(extra)
+    out.update(special_tokens_map)
+    out.update(
+        added_tokens_decoder=added_tokens_decoder_json(backend),
+        clean_up_tokenization_spaces=clean_up_tokenization_spaces,
+        do_basic_tokenize=out.get("do_basic_tokenize", True),
+        model_max_length=model_max_length,
+        padding_side=padding_side,
+        truncation_side=truncation_side,
+        tokenizer_class="BertTokenizer",
+    )
+    out.setdefault("never_split", None)
+    out.setdefault("extra_special_tokens", {})
+    out.update(normalizer_options(backend))
+    return out
