@@ -20,6 +20,9 @@ tied ``decoder.weight``) saves a randomly initialised kernel there; BLIP ties th
 word embeddings, so the reader drops it (with a warning when it differs) unless asked to keep it,
 and the writer stores the word embeddings there so that transformers' TF BLIP computes the right
 logits from our files.
+
+Which layers each class writes comes from :mod:`blip_core.weights.schema`
+(:data:`~blip_core.weights.schema.TF_MODEL_LAYOUTS`, re-exported here).
 """
 
 from __future__ import annotations
@@ -34,71 +37,18 @@ import numpy as np
 
 from blip_core.weights import tf_map
 from blip_core.weights.io import WeightLoadError, atomic_write
-from blip_core.weights.names import DECODER_BIAS, DECODER_WEIGHT, LM_HEAD_PREFIXES, WORD_EMBEDDINGS
+from blip_core.weights.names import (
+    DECODER_BIAS,
+    DECODER_WEIGHT,
+    LM_HEAD_PREFIXES,
+    PREDICTION_BIAS,
+    WORD_EMBEDDINGS,
+    fill_untied_lm_head,
+)
+from blip_core.weights.schema import BLIP_KEY, TF_MODEL_LAYOUTS, is_blip_key, schema
 
 # Keras 2's limit on the bytes of one HDF5 attribute (larger name lists are chunked).
 HDF5_OBJECT_HEADER_LIMIT = 64512
-
-# --------------------------------------------------------------------------------------------
-# Which canonical keys are BLIP keys (used to tell a BLIP file from another model's file).
-
-_LIN = r"\.(weight|bias)"
-_VISION = (
-    r"embeddings\.(class_embedding|position_embedding|patch_embedding" + _LIN + ")"
-    r"|encoder\.layers\.\d+\.(self_attn\.(qkv|projection)|layer_norm[12]|mlp\.fc[12])"
-    + _LIN
-    + r"|post_layernorm"
-    + _LIN
-)
-_TEXT = (
-    r"embeddings\.((word_embeddings|position_embeddings)\.weight|LayerNorm" + _LIN + ")"
-    r"|encoder\.layer\.\d+\.("
-    r"(attention|crossattention)\.(self\.(query|key|value)|output\.(dense|LayerNorm))"
-    r"|intermediate\.dense|output\.(dense|LayerNorm))" + _LIN + r"|pooler\.dense" + _LIN
-)
-_LM = (
-    r"bert\.(" + _TEXT + r")"
-    r"|cls\.predictions\.(bias|decoder\.(weight|bias)|transform\.(dense|LayerNorm)" + _LIN + ")"
-)
-BLIP_KEY = re.compile(
-    r"vision_model\.(" + _VISION + r")"
-    r"|(text_model|text_encoder)\.(" + _TEXT + r")"
-    r"|text_decoder\.(" + _LM + r")"
-    r"|logit_scale|(visual_projection|text_projection)\.weight"
-    r"|(vision_proj|text_proj|itm_head)" + _LIN + r"|" + _VISION + r"|" + _TEXT + r"|" + _LM
-)
-
-
-def is_blip_key(key: str) -> bool:
-    """Whether ``key`` is a canonical key of one of the seven BLIP model classes."""
-    return BLIP_KEY.fullmatch(key) is not None
-
-
-# --------------------------------------------------------------------------------------------
-# The model classes transformers' TF BLIP has, and how each lays out its file.
-
-# class name -> (Keras 2 model scope, main-layer prefix, top-level layer names in model order)
-TF_MODEL_LAYOUTS: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "BlipModel": ("tf_blip_model", "blip", ("blip",)),
-    "BlipForConditionalGeneration": (
-        "tf_blip_for_conditional_generation",
-        "",
-        ("vision_model", "text_decoder"),
-    ),
-    "BlipForQuestionAnswering": (
-        "tf_blip_for_question_answering",
-        "",
-        ("vision_model", "text_encoder", "text_decoder"),
-    ),
-    "BlipForImageTextRetrieval": (
-        "tf_blip_for_image_text_retrieval",
-        "",
-        ("vision_model", "text_encoder", "vision_proj", "text_proj", "itm_head"),
-    ),
-    "BlipVisionModel": ("tf_blip_vision_model", "", ("embeddings", "encoder", "post_layernorm")),
-    "BlipTextModel": ("tf_blip_text_model", "", ("embeddings", "encoder", "pooler")),
-    "BlipTextLMHeadModel": ("tf_blip_text_lm_head_model", "", ("bert", "cls")),
-}
 
 
 def _decode(names) -> list[str]:
@@ -227,16 +177,6 @@ def _drop_untied_decoder(state: dict[str, np.ndarray], path: Path) -> None:
 # Writing.
 
 
-def _class_layout(model_class_name: str) -> tuple[str, tuple[str, str, tuple[str, ...]]]:
-    name = model_class_name[2:] if model_class_name.startswith("TF") else model_class_name
-    if name not in TF_MODEL_LAYOUTS:
-        raise ValueError(
-            f"unknown BLIP model class {model_class_name!r}; expected one of "
-            f"{', '.join(TF_MODEL_LAYOUTS)}"
-        )
-    return name, TF_MODEL_LAYOUTS[name]
-
-
 def write_tf_h5(
     state: Mapping[str, np.ndarray], path: str | os.PathLike, model_class_name: str
 ) -> Path:
@@ -248,21 +188,24 @@ def write_tf_h5(
     """
     import h5py
 
-    _, (scope, main_layer, layer_names) = _class_layout(model_class_name)
+    scope, main_layer, layer_names = schema(model_class_name).tf_layout
     state = {k: np.asarray(v) for k, v in state.items() if not k.endswith("position_ids")}
     for prefix in LM_HEAD_PREFIXES:
         bias = state.pop(prefix + DECODER_BIAS, None)
         if bias is not None:
-            state.setdefault(prefix + "cls.predictions.bias", bias)
-        if prefix + "cls.predictions.bias" in state and prefix + DECODER_WEIGHT not in state:
-            state[prefix + DECODER_WEIGHT] = state[prefix + WORD_EMBEDDINGS]
+            state.setdefault(prefix + PREDICTION_BIAS, bias)
+    fill_untied_lm_head(state)
     bad = sorted(k for k in state if not is_blip_key(k))
     if bad:
         raise ValueError(f"not BLIP keys: {', '.join(bad[:8])}")
 
-    groups: dict[str, list[tuple[str, np.ndarray]]] = {name: [] for name in layer_names}
+    # (dataset name, canonical key) per layer; each tensor is laid out when it is written, so
+    # at most one transposed copy exists at a time.
+    groups: dict[str, list[tuple[str, str]]] = {name: [] for name in layer_names}
     for key in sorted(state):
-        keras_path, array = tf_map.to_keras(key, state[key])
+        # The layout check on a zero-cost placeholder, so a bad shape fails before writing.
+        placeholder = np.broadcast_to(np.zeros((), np.float32), np.shape(state[key]))
+        keras_path, _ = tf_map.to_keras(key, placeholder)
         full = f"{main_layer}/{keras_path}" if main_layer else keras_path
         group = full.split("/", 1)[0]
         if group not in groups:
@@ -270,7 +213,7 @@ def write_tf_h5(
                 f"{key}: belongs to layer {group!r}, which a TF {model_class_name} does not have "
                 f"(its layers: {', '.join(layer_names)})"
             )
-        groups[group].append((f"{scope}/{full}:0", np.array(array, order="C")))
+        groups[group].append((f"{scope}/{full}:0", key))
 
     def write(tmp: str) -> None:
         with h5py.File(tmp, "w") as file:
@@ -280,11 +223,22 @@ def write_tf_h5(
             for layer in sorted(layer_names):
                 group = file.create_group(layer)
                 _write_name_list(group, "weight_names", [name for name, _ in groups[layer]])
-                for name, array in groups[layer]:
-                    group.create_dataset(name, data=array)
+                for name, key in groups[layer]:
+                    _, array = tf_map.to_keras(key, state[key])
+                    group.create_dataset(name, data=np.array(array, order="C"))
             top = file.create_group("top_level_model_weights")
             top.attrs["weight_names"] = np.array([], dtype="S1")
 
     path = Path(path)
     atomic_write(path, write)
     return path
+
+
+__all__ = [
+    "BLIP_KEY",
+    "TF_MODEL_LAYOUTS",
+    "is_blip_key",
+    "read_tf_h5",
+    "read_tf_h5_variables",
+    "write_tf_h5",
+]

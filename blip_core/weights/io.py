@@ -1,15 +1,15 @@
 """Checkpoint file I/O: hub-layout directories <-> ``dict[str, np.ndarray]`` in canonical names.
 
-Formats: ``model.safetensors``, sharded ``model.safetensors.index.json``, ``pytorch_model.bin``
-(needs torch; loaded with ``weights_only=True`` only).  ``tf_model.h5`` is read by
-:mod:`blip_core.weights.h5`.  Nothing here imports torch or tensorflow at module level.
+Formats: ``model.safetensors`` (through the ``safetensors`` library, memory-mapped), sharded
+``model.safetensors.index.json``, ``pytorch_model.bin`` (needs torch; loaded with
+``weights_only=True`` only).  ``tf_model.h5`` is read by :mod:`blip_core.weights.h5`.  Nothing
+here imports torch or tensorflow at module level.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sys
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -50,70 +50,71 @@ def find_weights_file(directory: str | os.PathLike, formats: Iterable[str] = WEI
     raise FileNotFoundError(f"{directory}: no weights file found (looked for {', '.join(formats)})")
 
 
+# safetensors dtype names -> numpy.  ``BF16`` (which numpy lacks) is widened to float32.
 _SAFETENSORS_DTYPES = {
     "F64": np.float64,
     "F32": np.float32,
     "F16": np.float16,
     "I64": np.int64,
+    "U64": np.uint64,
     "I32": np.int32,
+    "U32": np.uint32,
     "I16": np.int16,
+    "U16": np.uint16,
     "I8": np.int8,
     "U8": np.uint8,
     "BOOL": np.bool_,
 }
+_ITEMSIZE = {**{k: np.dtype(v).itemsize for k, v in _SAFETENSORS_DTYPES.items()}, "BF16": 2}
 
 
 def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """All tensors of one safetensors file as numpy arrays, memory-mapped (copy-on-write).
 
-    Nothing is read until a tensor is used, and no second copy is made, so loading costs about
-    one copy of the weights.  ``BF16`` tensors (which numpy lacks) are widened to float32.
+    The ``safetensors`` library parses and validates the header (dtypes, shapes, offsets that
+    cover the data exactly); the data section is then mapped with ``np.memmap`` and each tensor
+    is a view of it.  Nothing is read until a tensor is used and no second copy is made, whereas
+    the library's own numpy readers (``safe_open(framework="numpy")``, ``load_file``) copy every
+    tensor into process memory (see the README for the measured peaks).  ``BF16`` tensors are
+    widened to float32.  Raises :class:`WeightLoadError` naming the file when it is not a valid
+    safetensors file.
     """
+    from safetensors import SafetensorError, safe_open
+
     path = Path(path)
     try:
+        with safe_open(str(path), framework="numpy") as file:
+            # offset_keys(): the tensors in data order; the library has checked that they tile
+            # the data section with no gap or overlap, so the offsets follow from the sizes.
+            specs = []
+            for key in file.offset_keys():
+                view = file.get_slice(key)
+                specs.append((key, view.get_dtype(), tuple(view.get_shape())))
         size = path.stat().st_size
-        with open(path, "rb") as f:
-            prefix = f.read(8)
-            if len(prefix) < 8:
-                raise ValueError("file shorter than its 8-byte header length")
-            header_len = int.from_bytes(prefix, "little")
-            if header_len <= 0 or 8 + header_len > size:
-                raise ValueError(f"header length {header_len} does not fit a {size}-byte file")
-            header = json.loads(f.read(header_len).decode("utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
+    except (OSError, SafetensorError, ValueError) as exc:
         raise WeightLoadError(f"{path}: not a readable safetensors file ({exc})") from exc
-    header.pop("__metadata__", None)
-    data_start = 8 + header_len
-    data_size = size - data_start
-    buffer = np.memmap(path, dtype=np.uint8, mode="c", offset=data_start) if data_size else None
+    for key, dtype_name, _ in specs:
+        if dtype_name not in _ITEMSIZE:
+            raise WeightLoadError(f"{path}: tensor {key!r} has unsupported dtype {dtype_name}")
+    nbytes = [int(np.prod(shape, dtype=np.int64)) * _ITEMSIZE[d] for _, d, shape in specs]
+    data_size = sum(nbytes)
+    buffer = (
+        np.memmap(path, dtype=np.uint8, mode="c", offset=size - data_size) if data_size else None
+    )
     out: dict[str, np.ndarray] = {}
-    for key, info in header.items():
-        try:
-            dtype_name, shape = info["dtype"], tuple(info["shape"])
-            start, end = info["data_offsets"]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise WeightLoadError(f"{path}: malformed header entry for {key!r}") from exc
-        if end > data_size or start > end:
-            raise WeightLoadError(
-                f"{path}: tensor {key!r} needs bytes {start}..{end} but the file has "
-                f"{data_size} bytes of data (truncated file?)"
-            )
-        raw = buffer[start:end] if buffer is not None else np.zeros(0, np.uint8)
+    start = 0
+    for (key, dtype_name, shape), length in zip(specs, nbytes):
+        raw = buffer[start : start + length] if buffer is not None else np.zeros(0, np.uint8)
+        start += length
         if dtype_name == "BF16":
             widened = raw.view(np.uint16).astype(np.uint32) << 16
             out[key] = widened.view(np.float32).reshape(shape)
-        elif dtype_name in _SAFETENSORS_DTYPES:
-            dtype = np.dtype(_SAFETENSORS_DTYPES[dtype_name])
-            expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-            if expected != end - start:
-                raise WeightLoadError(
-                    f"{path}: tensor {key!r} of shape {shape} {dtype_name} needs {expected} bytes, "
-                    f"header gives {end - start}"
-                )
-            out[key] = raw.view(dtype).reshape(shape)
         else:
-            raise WeightLoadError(f"{path}: tensor {key!r} has unsupported dtype {dtype_name}")
+            out[key] = raw.view(_SAFETENSORS_DTYPES[dtype_name]).reshape(shape)
     return out
+
+
+_NUMPY_DTYPES = frozenset(np.dtype(v) for v in _SAFETENSORS_DTYPES.values())
 
 
 def _read_index(path: Path) -> dict[str, str]:
@@ -199,13 +200,27 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, np.ndarray]:
     return state
 
 
+def default_mode(directory: bool = False) -> int:
+    """The permission bits ``open()`` / ``mkdir()`` would give a new file or directory:
+    ``0o666`` (``0o777`` for a directory) less the process umask.  (``tempfile.mkstemp`` and
+    ``mkdtemp`` use ``0o600`` / ``0o700`` instead, which is wrong for files meant to stay.)"""
+    umask = os.umask(0)
+    os.umask(umask)
+    return (0o777 if directory else 0o666) & ~umask
+
+
 def atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` then rename into ``path``: never a partial file at ``path``."""
+    """Call ``write(tmp_path)`` then rename into ``path``: never a partial file at ``path``.
+
+    The file gets the usual permissions (:func:`default_mode`), not ``mkstemp``'s ``0o600``.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, default_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -213,55 +228,40 @@ def atomic_write(path: Path, write) -> None:
         raise
 
 
-_NUMPY_TO_SAFETENSORS = {np.dtype(v): k for k, v in _SAFETENSORS_DTYPES.items()}
-
-
 def write_safetensors_file(
     state: Mapping[str, np.ndarray],
     path: str | os.PathLike,
     metadata: Mapping[str, str] | None = None,
-    progress=None,
 ) -> Path:
-    """Write ``state`` as one safetensors file, tensor by tensor: no in-memory copy of the whole
-    file (``safetensors.numpy.save_file`` first turns every tensor into ``bytes``).  Writes
-    ``path`` directly; see :func:`write_safetensors` for the atomic version.  ``progress`` is
-    called with the bytes of each tensor written."""
-    header: dict[str, object] = {"__metadata__": dict(metadata or {"format": "pt"})}
-    offset = 0
-    keys = sorted(state)
-    for key in keys:
-        array = np.asarray(state[key])
-        dtype = array.dtype.newbyteorder("=") if array.dtype.byteorder == ">" else array.dtype
-        if dtype not in _NUMPY_TO_SAFETENSORS:
-            raise ValueError(f"{key}: dtype {array.dtype} cannot be written to safetensors")
-        header[key] = {
-            "dtype": _NUMPY_TO_SAFETENSORS[dtype],
-            "shape": list(array.shape),
-            "data_offsets": [offset, offset + array.nbytes],
-        }
-        offset += array.nbytes
-    blob = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    blob += b" " * (-len(blob) % 8)  # the data starts 8-byte aligned, as safetensors writes it
+    """Write ``state`` as one safetensors file at ``path`` (directly; see
+    :func:`write_safetensors` for the atomic version) with ``safetensors.numpy.save_file``.
+
+    The library writes each tensor from its own memory (no in-memory copy of the whole file;
+    see the README), so only tensors that are not C-contiguous are copied first.  Big-endian
+    arrays are stored little-endian.  Raises ``ValueError`` naming the key for a dtype
+    safetensors cannot store.
+    """
+    from safetensors.numpy import save_file
+
+    tensors: dict[str, np.ndarray] = {}
+    for key, value in state.items():
+        array = np.asarray(value)
+        if array.dtype.newbyteorder("=") not in _NUMPY_DTYPES:
+            raise ValueError(
+                f"{key}: dtype {array.dtype} cannot be written to safetensors "
+                f"(allowed: {', '.join(sorted(str(d) for d in _NUMPY_DTYPES))})"
+            )
+        # The library reads each array's buffer directly: it must be one contiguous block.
+        # (np.ascontiguousarray would turn a 0-d array into a 1-d one.)
+        tensors[key] = array if array.flags.c_contiguous else np.array(array, order="C")
     path = Path(path)
-    with open(path, "wb") as f:
-        f.write(len(blob).to_bytes(8, "little"))
-        f.write(blob)
-        for key in keys:
-            array = np.asarray(state[key])
-            if array.dtype.byteorder == ">" or (
-                array.dtype.byteorder == "=" and sys.byteorder == "big"
-            ):
-                array = array.astype(array.dtype.newbyteorder("<"))
-            array = np.ascontiguousarray(array)  # a copy of this one tensor at most
-            f.write(memoryview(array.reshape(-1)).cast("B"))
-            if progress is not None:
-                progress(array.nbytes)
+    save_file(tensors, str(path), metadata=dict(metadata or {"format": "pt"}))
     return path
 
 
 def write_safetensors(state: Mapping[str, np.ndarray], path: str | os.PathLike) -> Path:
-    """Write ``state`` as one safetensors file (``{"format": "pt"}`` metadata, as the hub uses),
-    streamed tensor by tensor into a temporary file renamed into place: never a partial file."""
+    """Write ``state`` as one safetensors file (``{"format": "pt"}`` metadata, as the hub uses)
+    into a temporary file renamed into place: never a partial file at ``path``."""
     path = Path(path)
     atomic_write(path, lambda tmp: write_safetensors_file(state, tmp))
     return path

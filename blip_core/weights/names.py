@@ -1,18 +1,23 @@
 """The canonical key space: the Hugging Face ``transformers`` PyTorch state-dict names.
 
 Both backends name their weights after these keys (``blip_torch`` modules literally, ``blip_tf``
-through :mod:`blip_core.weights.tf_map`).  This module knows the few keys that are special:
-tied LM-head weights and non-persistent buffers.
+through :mod:`blip_core.weights.tf_map`).  Which keys each class has is
+:mod:`blip_core.weights.schema`; this module knows the few keys that are special -- tied LM-head
+weights and non-persistent buffers -- and the one rule for each:
+
+* :func:`normalize_tied` -- a checkpoint dict in canonical form (tied copies dropped);
+* :func:`fill_untied_lm_head` -- the opposite: ``cls.predictions.decoder.weight`` written out
+  from the word embeddings, for readers that do not tie (transformers' TF BLIP, older loaders);
+* :func:`select_submodel` -- the sub-tree a sub-model takes from a whole-task checkpoint.
 """
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import Iterable, MutableMapping
 
 import numpy as np
 
-# Prefixes under which a BLIP text decoder (``BlipTextLMHeadModel``) lives in each task model.
-LM_HEAD_PREFIXES = ("text_decoder.", "")
+from blip_core.weights.schema import LM_HEAD_PREFIXES, SUBMODEL_PREFIXES
 
 # ``cls.predictions.decoder.bias`` is the same tensor as ``cls.predictions.bias`` (transformers
 # ties them); transformers 4.57 writes only the latter, older hub files write both.
@@ -29,7 +34,7 @@ WORD_EMBEDDINGS = "bert.embeddings.word_embeddings.weight"
 IGNORED_SUFFIXES = ("position_ids",)
 
 
-def lm_head_prefixes(keys) -> list[str]:
+def lm_head_prefixes(keys: Iterable[str]) -> list[str]:
     """Prefixes (``"text_decoder."`` or ``""``) under which ``keys`` hold an LM head."""
     keys = set(keys)
     return [
@@ -37,6 +42,23 @@ def lm_head_prefixes(keys) -> list[str]:
         for p in LM_HEAD_PREFIXES
         if f"{p}{PREDICTION_BIAS}" in keys or f"{p}{DECODER_BIAS}" in keys
     ]
+
+
+def fill_untied_lm_head(
+    state: MutableMapping[str, np.ndarray], prefixes: Iterable[str] = LM_HEAD_PREFIXES
+) -> MutableMapping[str, np.ndarray]:
+    """Under every prefix of ``prefixes`` that holds an LM head (a prediction bias) and word
+    embeddings but no ``cls.predictions.decoder.weight``, set that weight to the word-embedding
+    array (the same object, no copy), in place; returns ``state``.
+
+    This is what a tied head computes, written out for readers that keep the head untied.
+    """
+    heads = set(lm_head_prefixes(state))
+    for prefix in prefixes:
+        weight_key, emb_key = prefix + DECODER_WEIGHT, prefix + WORD_EMBEDDINGS
+        if prefix in heads and emb_key in state and weight_key not in state:
+            state[weight_key] = state[emb_key]
+    return state
 
 
 def normalize_tied(
@@ -59,36 +81,28 @@ def normalize_tied(
             dec_bias = state.pop(dec_bias_key)
             if bias_key not in state:
                 state[bias_key] = dec_bias
+    fill_untied_lm_head(state, [p for p in LM_HEAD_PREFIXES if p not in tied_prefixes])
+    for prefix in tied_prefixes:
         weight_key, emb_key = prefix + DECODER_WEIGHT, prefix + WORD_EMBEDDINGS
-        if prefix not in tied_prefixes:
-            if weight_key not in state and emb_key in state and bias_key in state:
-                state[weight_key] = state[emb_key]
+        if weight_key not in state:
             continue
-        if weight_key in state:
-            weight = state.pop(weight_key)
-            if emb_key not in state:
-                state[emb_key] = weight
-            elif np.shape(weight) == np.shape(state[emb_key]) and not np.array_equal(
-                np.asarray(weight), np.asarray(state[emb_key])
-            ):
-                raise ValueError(
-                    f"{weight_key} differs from {emb_key}; BLIP ties the LM-head weight to the "
-                    "word embeddings, so a checkpoint with different values cannot be loaded exactly"
-                )
+        weight = state.pop(weight_key)
+        if emb_key not in state:
+            state[emb_key] = weight
+        elif np.shape(weight) == np.shape(state[emb_key]) and not np.array_equal(
+            np.asarray(weight), np.asarray(state[emb_key])
+        ):
+            raise ValueError(
+                f"{weight_key} differs from {emb_key}; BLIP ties the LM-head weight to the "
+                "word embeddings, so a checkpoint with different values cannot be loaded exactly"
+            )
     return state
-
-
-# When a whole-task checkpoint is loaded into a sub-model, take the sub-tree under one of these.
-SUBMODEL_PREFIXES = {
-    "BlipVisionModel": ("vision_model.",),
-    "BlipTextModel": ("text_encoder.", "text_model."),
-    "BlipTextLMHeadModel": ("text_decoder.",),
-}
 
 
 def select_submodel(class_names, expected_keys, state: dict) -> dict:
     """``state`` itself if it holds any of ``expected_keys``; otherwise the sub-tree under the
-    first :data:`SUBMODEL_PREFIXES` entry of ``class_names`` that does (prefix stripped)."""
+    first :data:`~blip_core.weights.schema.SUBMODEL_PREFIXES` entry of ``class_names`` that
+    does (prefix stripped)."""
     expected = set(expected_keys)
     if expected & set(state):
         return state
@@ -98,3 +112,18 @@ def select_submodel(class_names, expected_keys, state: dict) -> dict:
             if sub and expected & set(sub):
                 return sub
     return state
+
+
+__all__ = [
+    "DECODER_BIAS",
+    "DECODER_WEIGHT",
+    "IGNORED_SUFFIXES",
+    "LM_HEAD_PREFIXES",
+    "PREDICTION_BIAS",
+    "SUBMODEL_PREFIXES",
+    "WORD_EMBEDDINGS",
+    "fill_untied_lm_head",
+    "lm_head_prefixes",
+    "normalize_tied",
+    "select_submodel",
+]

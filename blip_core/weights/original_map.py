@@ -10,12 +10,13 @@ names.  This module knows:
   unchanged, and :data:`DROPS`, the keys a BLIP inference model has no use for (momentum encoders,
   contrastive queues, temperature, buffers), each with its reason.  A key matching neither is an
   error that lists it;
-* :func:`infer_task` -- which task model a set of modules makes (caption, VQA, ITM);
 * :func:`infer_model_size` / :func:`build_config` -- ``base`` or ``large`` from tensor shapes and
   the ``config.json`` transformers' hub checkpoints use for that size;
-* :func:`interpolate_position_embedding` -- bicubic resampling of the ViT position table (the
-  VQA models were fine-tuned at 480 px, the pre-training checkpoints at 224 px), numerically what
-  ``transformers``' ``interpolate_pos_encoding`` and the original ``interpolate_pos_embed`` do.
+* :func:`convert_original_state` -- all of it together, including the bicubic resampling of the
+  ViT position table (:mod:`blip_core.weights.resize`; the VQA models were fine-tuned at 480 px,
+  the pre-training checkpoints at 224 px).
+
+Which task a set of modules makes is :mod:`blip_core.weights.task_inference` (re-exported here).
 
 The configs built here keep ``transformers``' values where the two disagree: in particular the
 vision LayerNorm epsilon is 1e-5, where the original ViT used 1e-6 (the hub checkpoints converted
@@ -32,31 +33,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from blip_core.config import BlipConfig, BlipTextConfig, BlipVisionConfig
-from blip_core.weights.io import WeightLoadError
-
-# --------------------------------------------------------------------------------------------
-# Tasks.
-
-# task -> transformers model class; the top-level modules that class owns.
-TASK_CLASSES = {
-    "caption": "BlipForConditionalGeneration",
-    "vqa": "BlipForQuestionAnswering",
-    "itm": "BlipForImageTextRetrieval",
-    "model": "BlipModel",  # hub checkpoints only: the original code has no such model
-}
-TASK_MODULES = {
-    "caption": ("vision_model", "text_decoder"),
-    "vqa": ("vision_model", "text_encoder", "text_decoder"),
-    "itm": ("vision_model", "text_encoder", "vision_proj", "text_proj", "itm_head"),
-    "model": ("vision_model", "text_model", "visual_projection", "text_projection", "logit_scale"),
-}
-CLASS_TASKS = {name: task for task, name in TASK_CLASSES.items()}
-ORIGINAL_TASKS = ("caption", "vqa", "itm")
-
-
-class OriginalCheckpointError(WeightLoadError):
-    """An original checkpoint that cannot be mapped (unknown keys, ambiguous task, odd sizes)."""
-
+from blip_core.weights.resize import bicubic_matrix, interpolate_position_embedding
+from blip_core.weights.task_inference import (
+    CLASS_TASKS,
+    ORIGINAL_TASKS,
+    TASK_CLASSES,
+    TASK_MODULES,
+    OriginalCheckpointError,
+    infer_task,
+    select_task_modules,
+    top_level_modules,
+)
 
 # --------------------------------------------------------------------------------------------
 # Key renaming.
@@ -164,66 +151,6 @@ def map_original_keys(keys: Iterable[str]) -> KeyMapping:
             "checkpoints of salesforce/BLIP)"
         )
     return mapping
-
-
-# --------------------------------------------------------------------------------------------
-# Task inference.
-
-
-def top_level_modules(keys: Iterable[str]) -> set[str]:
-    return {k.split(".", 1)[0] for k in keys}
-
-
-def infer_task(keys: Iterable[str]) -> str:
-    """``caption``, ``vqa``, ``itm`` (or ``model`` for a hub ``BlipModel``) from canonical keys.
-
-    text_decoder only -> caption; text_encoder + text_decoder -> vqa; text_encoder + itm_head
-    -> itm.  A pre-training checkpoint has all three and needs an explicit task.
-    """
-    modules = top_level_modules(keys)
-    if "vision_model" not in modules:
-        raise OriginalCheckpointError(
-            "the checkpoint has no vision encoder (vision_model/visual_encoder)"
-        )
-    enc, dec, itm = "text_encoder" in modules, "text_decoder" in modules, "itm_head" in modules
-    if dec and itm:
-        raise OriginalCheckpointError(
-            "the checkpoint holds a text encoder, a text decoder and an ITM head (a pre-training "
-            "checkpoint); choose the heads to keep with --task caption, --task vqa or --task itm"
-        )
-    if dec and enc:
-        return "vqa"
-    if dec:
-        return "caption"
-    if enc and itm:
-        return "itm"
-    if "text_model" in modules and "visual_projection" in modules:
-        return "model"
-    raise OriginalCheckpointError(
-        f"cannot tell the task from the modules {sorted(modules)}: expected text_decoder "
-        "(caption), text_encoder + text_decoder (vqa) or text_encoder + itm_head (itm)"
-    )
-
-
-def select_task_modules(
-    state: Mapping[str, np.ndarray], task: str
-) -> tuple[dict[str, np.ndarray], list[str]]:
-    """The part of ``state`` the ``task`` model owns, and the top-level modules left out.
-
-    Raises when a module the task needs is absent.
-    """
-    if task not in TASK_MODULES:
-        raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASK_MODULES)}")
-    wanted = set(TASK_MODULES[task])
-    present = top_level_modules(state)
-    missing = sorted(m for m in wanted - present if m != "logit_scale")
-    if missing:
-        raise OriginalCheckpointError(
-            f"--task {task} needs {', '.join(missing)}, which the checkpoint does not have "
-            f"(it has {', '.join(sorted(present))})"
-        )
-    kept = {k: v for k, v in state.items() if k.split(".", 1)[0] in wanted}
-    return kept, sorted(present - wanted)
 
 
 # --------------------------------------------------------------------------------------------
@@ -339,63 +266,6 @@ def build_config(
 
 
 # --------------------------------------------------------------------------------------------
-# Position-embedding interpolation.
-
-_BICUBIC_A = -0.75  # the cubic convolution coefficient of torch (and PIL) bicubic resampling
-
-
-def _cubic_weights(t: np.ndarray) -> np.ndarray:
-    """Weights of the 4 taps at offsets -1, 0, 1, 2 for fractional positions ``t`` ``(n,)``."""
-    a = _BICUBIC_A
-
-    def near(x):  # |x| <= 1
-        return ((a + 2) * x - (a + 3)) * x * x + 1
-
-    def far(x):  # 1 < |x| < 2
-        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
-
-    return np.stack([far(t + 1), near(t), near(1 - t), far(2 - t)], axis=-1)
-
-
-def bicubic_matrix(in_size: int, out_size: int) -> np.ndarray:
-    """``(out_size, in_size)`` matrix of 1-D bicubic resampling, ``align_corners=False``, edge
-    taps clamped: the arithmetic of ``torch.nn.functional.interpolate(mode="bicubic")``."""
-    scale = in_size / out_size
-    src = (np.arange(out_size, dtype=np.float64) + 0.5) * scale - 0.5
-    base = np.floor(src)
-    weights = _cubic_weights(src - base)
-    matrix = np.zeros((out_size, in_size), dtype=np.float64)
-    for tap in range(4):
-        index = np.clip(base.astype(np.int64) - 1 + tap, 0, in_size - 1)
-        np.add.at(matrix, (np.arange(out_size), index), weights[:, tap])
-    return matrix
-
-
-def interpolate_position_embedding(
-    position_embedding: np.ndarray, num_positions: int
-) -> np.ndarray:
-    """Resample a ViT position table ``(1, 1 + g*g, D)`` to ``(1, num_positions, D)``.
-
-    The class-token row is kept; the ``g x g`` patch grid is resized bicubically to the new square
-    grid (``align_corners=False``), as ``transformers``' ``interpolate_pos_encoding`` does.
-    """
-    table = np.asarray(position_embedding)
-    if table.ndim != 3 or table.shape[0] != 1:
-        raise ValueError(f"a position table is (1, positions, dim), got {table.shape}")
-    old_grid, new_grid = math.isqrt(table.shape[1] - 1), math.isqrt(num_positions - 1)
-    if old_grid * old_grid != table.shape[1] - 1 or new_grid * new_grid != num_positions - 1:
-        raise ValueError(
-            f"cannot interpolate {table.shape[1]} positions to {num_positions}: both must be "
-            "1 + a square number of patches"
-        )
-    dim = table.shape[-1]
-    grid = table[0, 1:].astype(np.float64).reshape(old_grid, old_grid, dim)
-    resize = bicubic_matrix(old_grid, new_grid)
-    resized = np.einsum("ai,ijd,bj->abd", resize, grid, resize).reshape(1, new_grid * new_grid, dim)
-    return np.concatenate([table[:, :1], resized.astype(table.dtype)], axis=1)
-
-
-# --------------------------------------------------------------------------------------------
 # Everything together.
 
 
@@ -463,3 +333,27 @@ def convert_original_state(
             "configured image_size)"
         )
     return OriginalConversion(state=state, config=config, task=task, notes=notes)
+
+
+__all__ = [
+    "CLASS_TASKS",
+    "DROPS",
+    "ORIGINAL_TASKS",
+    "RENAMES",
+    "TASK_CLASSES",
+    "TASK_MODULES",
+    "KeyMapping",
+    "OriginalCheckpointError",
+    "OriginalConversion",
+    "bicubic_matrix",
+    "build_config",
+    "convert_original_state",
+    "describe_shapes",
+    "infer_model_size",
+    "infer_task",
+    "interpolate_position_embedding",
+    "is_original_checkpoint",
+    "map_original_keys",
+    "select_task_modules",
+    "top_level_modules",
+]

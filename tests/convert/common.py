@@ -131,21 +131,24 @@ def write_config(model, directory: Path) -> Path:
 
 
 def reference_probe(model, task: str, inputs: dict) -> dict[str, np.ndarray]:
-    """Outputs of a transformers PyTorch model on the conversion probe (same calls as ours)."""
-    from blip_core.weights.convert import _Runner, run_probe
+    """Outputs of a transformers PyTorch model on the conversion probe (same calls as ours;
+    the torch adapter only converts the tensors)."""
+    from blip_apps.convert.verify import run_probe
+    from blip_torch.adapter import BACKEND
 
-    return run_probe(_Runner(model, "pt", "reference"), task, inputs)
+    return run_probe(BACKEND, model, task, inputs)
 
 
 def ours_probe(directory: Path, task: str, inputs: dict, match_reference: bool = True):
     """blip_torch.from_pretrained(directory) on the probe."""
     import blip_torch
-    from blip_core.weights.convert import _Runner, run_probe
+    from blip_apps.convert.verify import run_probe
+    from blip_torch.adapter import BACKEND
 
     model = getattr(blip_torch, TASK_CLASSES[task]).from_pretrained(directory)
     if match_reference:  # transformers' PyTorch BLIP ignores the cross-attention mask
         model.config.text_config.ignore_encoder_attention_mask = True
-    return run_probe(_Runner(model, "pt", "ours"), task, inputs)
+    return run_probe(BACKEND, model, task, inputs)
 
 
 def assert_close(ours: dict, reference: dict, atol: float) -> None:

@@ -7,8 +7,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-import blip_core.weights.convert as convert  # noqa: E402
-from blip_core.weights.convert import main  # noqa: E402
+import blip_core.weights.convert.output as output  # noqa: E402
+from blip_apps.convert import main  # noqa: E402
 from tests.convert.common import leftovers  # noqa: E402
 
 
@@ -126,7 +126,7 @@ def test_config_of_the_wrong_size(cases, tmp_path, capsys):
 
 def test_failed_verification_writes_nothing(cases, tmp_path, capsys, monkeypatch):
     case = cases("caption")
-    real = convert.with_lm_head_weights
+    real = output.with_lm_head_weights
 
     def corrupt(state):
         out = real(state)
@@ -134,7 +134,7 @@ def test_failed_verification_writes_nothing(cases, tmp_path, capsys, monkeypatch
         out[key] = out[key] + 1e-2
         return out
 
-    monkeypatch.setattr(convert, "with_lm_head_weights", corrupt)
+    monkeypatch.setattr(output, "with_lm_head_weights", corrupt)
     err = _fails(capsys, tmp_path, [str(case.pth), str(tmp_path / "out"), "--to", "pt", "--config",
                  str(case.config)], "verification failed", code=3)  # fmt: skip
     assert "nothing was written" in err
@@ -146,7 +146,7 @@ def test_interrupted_run_leaves_nothing(cases, tmp_path, capsys, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(convert, "write_safetensors_streaming", interrupted)
+    monkeypatch.setattr(output, "write_safetensors_file", interrupted)
     _fails(capsys, tmp_path, [str(case.pth), str(tmp_path / "out"), "--to", "pt", "--config",
            str(case.config)], "interrupted", code=130)  # fmt: skip
 

@@ -16,15 +16,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from blip_core.config import BlipConfig  # noqa: E402
-from blip_core.weights.convert import (  # noqa: E402
-    Progress,
-    _Runner,
-    main,
-    probe_inputs,
-    run_probe,
-    write_safetensors_streaming,
-)
-from blip_core.weights.io import read_safetensors  # noqa: E402
+from blip_apps.convert import Progress, main, probe_inputs, run_probe  # noqa: E402
+from blip_core.weights.io import read_safetensors, write_safetensors  # noqa: E402
 from tests.convert.common import TASK_CLASSES, assert_close, ours_probe  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -97,9 +90,11 @@ def test_blip_tf_loads_our_h5(converted, task):
     except ImportError as exc:  # pragma: no cover - depends on the checkout
         pytest.skip(f"blip_tf is not importable yet: {exc}")
     pt1, tf, _ = converted[task]
+    from blip_tf.adapter import BACKEND
+
     model = getattr(blip_tf, TASK_CLASSES[task]).from_pretrained(tf)
     inputs = probe_inputs(BlipConfig.from_pretrained(tf))
-    ours_tf = run_probe(_Runner(model, "tf", "blip_tf"), task, inputs)
+    ours_tf = run_probe(BACKEND, model, task, inputs)
     assert_close(ours_tf, ours_probe(pt1, task, inputs, match_reference=False), 1e-5)
 
 
@@ -164,7 +159,7 @@ def test_command_line_script(cases, tmp_path):
     assert "verified" not in result.stdout
 
 
-def test_streaming_safetensors_writer(tmp_path):
+def test_safetensors_writer(tmp_path):
     from safetensors.numpy import load_file
 
     rng = np.random.default_rng(0)
@@ -177,7 +172,7 @@ def test_streaming_safetensors_writer(tmp_path):
         "e": np.float32(2.5) * np.ones((), np.float32),
         "f": rng.standard_normal((2, 3)).astype(">f4"),  # big-endian input
     }
-    path = write_safetensors_streaming(state, tmp_path / "x.safetensors")
+    path = write_safetensors(state, tmp_path / "x.safetensors")
     loaded = load_file(str(path))
     assert sorted(loaded) == sorted(state)
     for key, value in state.items():
@@ -217,9 +212,12 @@ def test_source_is_not_modified(cases, tmp_path):
 
 def test_tf_verification_without_blip_tf(cases, tmp_path, capsys, monkeypatch):
     """Without blip_tf the written tf_model.h5 is read back into blip_torch and compared."""
-    import blip_core.weights.convert as convert
+    import blip_apps.convert.verify as verify
 
-    monkeypatch.setattr(convert, "_blip_tf", lambda: None)
+    real = verify.optional_backend
+    monkeypatch.setattr(
+        verify, "optional_backend", lambda name: None if name == "tf" else real(name)
+    )
     case = cases("vqa")
     assert main([str(case.hub), str(tmp_path / "tf"), "--to", "tf"]) == 0
     out = capsys.readouterr().out

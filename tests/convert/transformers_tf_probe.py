@@ -19,6 +19,8 @@ os.environ["USE_TF"] = "1"  # the parent test process sets USE_TF=0 for itself
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+import contextlib  # noqa: E402
+
 import numpy as np  # noqa: E402
 
 CLASSES = {
@@ -28,10 +30,27 @@ CLASSES = {
 }
 
 
+class _NumpyTensors:
+    """numpy in, numpy out: tf-keras models take numpy inputs, and blip_tf's adapter cannot be
+    imported here (it needs Keras 3, which cannot share a process with tf-keras)."""
+
+    @staticmethod
+    def from_numpy(array):
+        return array
+
+    @staticmethod
+    def to_numpy(value):
+        return value.numpy() if hasattr(value, "numpy") else np.asarray(value)
+
+    @staticmethod
+    def inference():
+        return contextlib.nullcontext()
+
+
 def main(argv: list[str]) -> int:
     import transformers
 
-    from blip_core.weights.convert import _Runner, run_probe
+    from blip_apps.convert.verify import run_probe
 
     inputs = dict(np.load(argv[0]))
     results = {}
@@ -43,7 +62,7 @@ def main(argv: list[str]) -> int:
         if problems:
             print(f"{directory}: loading problems {problems}", file=sys.stderr)
             return 1
-        for name, value in run_probe(_Runner(model, "tf", directory), task, inputs).items():
+        for name, value in run_probe(_NumpyTensors, model, task, inputs).items():
             results[f"{index}/{name}"] = value
     np.savez(argv[1], **results)
     return 0
