@@ -7,7 +7,7 @@ graphs its tasks need (:data:`CLASS_GRAPHS`):
 ==================  ============================================================================
 graph               inputs -> outputs
 ==================  ============================================================================
-vision              pixel_values (B,3,H,W) -> last_hidden_state (B,L,Dv)
+vision              pixel_values (B,3,H,W) -> last_hidden_state (B,L,Dv), pooler_output (B,Dv)
 text_encoder        input_ids, attention_mask (B,T), encoder_hidden_states (B,L,Dv)
                     -> last_hidden_state (B,T,D)   (image-grounded: VQA question, ITM)
 text_embeds         input_ids, attention_mask (B,T) -> last_hidden_state (B,T,D),
@@ -55,8 +55,9 @@ class VisionGraph(nn.Module):
         super().__init__()
         self.vision_model = vision_model
 
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.vision_model(pixel_values=pixel_values).last_hidden_state
+    def forward(self, pixel_values: torch.Tensor):
+        out = self.vision_model(pixel_values=pixel_values)
+        return out.last_hidden_state, out.pooler_output
 
 
 class GroundedEncoderGraph(nn.Module):
@@ -205,8 +206,12 @@ def graph_specs(model: nn.Module, class_name: str, seed: int = 0) -> list[GraphS
                     name,
                     VisionGraph(vision_model),
                     ["pixel_values"],
-                    ["last_hidden_state"],
-                    {"pixel_values": {0: "batch"}, "last_hidden_state": {0: "batch"}},
+                    ["last_hidden_state", "pooler_output"],
+                    {
+                        "pixel_values": {0: "batch"},
+                        "last_hidden_state": {0: "batch"},
+                        "pooler_output": {0: "batch"},
+                    },
                     [(pixels,)],
                 )
             )
