@@ -238,8 +238,8 @@ def write_safetensors_file(
 
     The library writes each tensor from its own memory (no in-memory copy of the whole file;
     see the README), so only tensors that are not C-contiguous are copied first.  Big-endian
-    arrays are stored little-endian.  Raises ``ValueError`` naming the key for a dtype
-    safetensors cannot store.
+    arrays are stored little-endian.  The file gets the usual permissions (:func:`default_mode`).
+    Raises ``ValueError`` naming the key for a dtype safetensors cannot store.
     """
     from safetensors.numpy import save_file
 
@@ -256,6 +256,7 @@ def write_safetensors_file(
         tensors[key] = array if array.flags.c_contiguous else np.array(array, order="C")
     path = Path(path)
     save_file(tensors, str(path), metadata=dict(metadata or {"format": "pt"}))
+    os.chmod(path, default_mode())  # the library creates the file 0o600
     return path
 
 

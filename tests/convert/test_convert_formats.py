@@ -15,8 +15,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from blip_core.config import BlipConfig  # noqa: E402
 from blip_apps.convert import Progress, main, probe_inputs, run_probe  # noqa: E402
+from blip_core.config import BlipConfig  # noqa: E402
 from blip_core.weights.io import read_safetensors, write_safetensors  # noqa: E402
 from tests.convert.common import TASK_CLASSES, assert_close, ours_probe  # noqa: E402
 

@@ -10,8 +10,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from blip_core.config import BlipConfig  # noqa: E402
 from blip_apps.convert import main, probe_inputs  # noqa: E402
+from blip_core.config import BlipConfig  # noqa: E402
 from blip_core.weights.io import read_safetensors  # noqa: E402
 from blip_core.weights.original_map import (  # noqa: E402
     OriginalCheckpointError,
