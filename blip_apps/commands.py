@@ -189,17 +189,10 @@ def cmd_search(args: Any, out: Output) -> int:
 
 
 def convert_main(argv: list[str]) -> int:
-    """``blip convert ...``: the converter's command line (:func:`blip_apps.convert.main`).
+    """``blip convert ...``: the converter's command line, :func:`blip_apps.convert.main`
+    (the same as ``blip-convert ...``; its exit codes are the ones of :mod:`blip_apps.errors`)."""
+    from blip_apps.convert import main
 
-    Until :mod:`blip_apps.convert` exists, the converter still in ``blip_core.weights.convert``
-    is used.
-    """
-    try:
-        from blip_apps.convert import main
-    except ModuleNotFoundError as exc:
-        if exc.name != "blip_apps.convert":
-            raise
-        from blip_core.weights.convert import main
     return main(argv)
 
 

@@ -24,7 +24,10 @@ EXIT_INTERRUPTED = 130  # Ctrl-C
 
 EXIT_CODES = {
     EXIT_OK: "success",
-    EXIT_SOME_FAILED: "some inputs failed (each has an error record in the output); the rest ran",
+    EXIT_SOME_FAILED: (
+        "some inputs failed (each has an error record in the output); the rest ran "
+        "(blip convert: the conversion failed)"
+    ),
     EXIT_USAGE: "bad command line or argument value",
     EXIT_VERIFICATION: "blip convert: verification of the converted weights failed",
     EXIT_MODEL: "the model (directory, config, tokenizer or weights) could not be loaded",

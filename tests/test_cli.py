@@ -356,3 +356,12 @@ def test_single_image_commands_report_unreadable_image(tmp_path):
     assert "Traceback" not in proc.stderr
     [record] = lines(proc.stdout)
     assert record["path"] == str(bad) and "bad.png" in record["error"]
+
+
+def test_convert_dispatches_to_the_converter(tmp_path):
+    proc = run_blip("convert", "--help")
+    assert proc.returncode == 0 and "blip-convert" in proc.stdout
+    proc = run_blip("convert", str(tmp_path / "missing"), str(tmp_path / "out"), "--to", "pt")
+    assert proc.returncode not in (0, 70)
+    assert "Traceback" not in proc.stderr and "missing" in proc.stderr
+    assert not (tmp_path / "out").exists()
