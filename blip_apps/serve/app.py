@@ -171,13 +171,15 @@ class BlipService:
 
     @fastapi_app.get("/health")
     def health(self) -> dict:
-        """200 with the served tasks once the models are loaded."""
+        """200 with the served tasks once the models are loaded, and ``completed``: the
+        requests each task's model has run so far."""
         opts = self.options
         return {
             "status": "ok",
             "tasks": sorted(self.work.tasks),
             "backend": opts.backend,
             "max_batch_size": opts.max_batch_size,
+            "completed": dict(self.work.completed),
         }
 
     @fastapi_app.post("/caption")

@@ -116,10 +116,10 @@ def cmd_serve(args, out=None) -> int:
 
     options = options_from_args(args)
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
     try:
         url = server.start(options, args.host, args.port, args.timeout)
+        for sig in (signal.SIGINT, signal.SIGTERM):  # after ray.init, which sets its own
+            signal.signal(sig, lambda *_: stop.set())
         tasks = ", ".join(sorted(options.models))
         print(f"blip serve: {tasks} at {url}/ (API docs {url}/docs); Ctrl-C stops", flush=True)
         stop.wait()

@@ -12,7 +12,7 @@ PAGE = """<!doctype html>
   body { font-family: system-ui, sans-serif; max-width: 40rem; margin: 2rem auto; padding: 0 1rem; }
   #drop { border: 2px dashed #888; border-radius: 8px; padding: 1.5rem; text-align: center; }
   #drop.over { background: #eef; }
-  #preview { max-width: 100%; max-height: 16rem; display: none; margin: 1rem auto; image-rendering: pixelated; }
+  #preview { width: 12rem; max-width: 100%; height: auto; display: none; margin: 1rem auto; image-rendering: pixelated; }
   .out { font-size: 1.2rem; margin: .5rem 0; min-height: 1.5rem; }
   .err { color: #b00; }
   .score { color: #666; font-size: .9rem; }

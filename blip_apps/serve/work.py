@@ -107,6 +107,7 @@ class ServeModels:
         self.backend = load_backend(backend)
         classes = {"caption": Captioner, "vqa": QuestionAnswerer, "retrieval": Matcher}
         self.tasks = {task: classes[task](models[task], self.backend) for task in models}
+        self.completed = {task: 0 for task in models}  # jobs answered (or failed) per task
 
     def processor(self, task: str):
         return self.tasks[task].processor
@@ -124,6 +125,7 @@ class ServeModels:
         def key(job: CaptionJob):
             return (job.prompt or None, job.max_new_tokens, job.num_beams)
 
+        self.completed["caption"] += len(jobs)
         return _grouped(jobs, key, self._caption_group)
 
     def _caption_group(self, jobs: list[CaptionJob]) -> list[dict]:
@@ -148,6 +150,7 @@ class ServeModels:
         """``{"answer", "score"}`` per job (``score``: the mean log-probability of the answer's
         tokens), or with ``answers`` ``{"answer", "score", "ranking": [{"answer", "score"}]}``
         best first (``score``: the summed log-likelihood, as ``rank_answers`` gives it)."""
+        self.completed["vqa"] += len(jobs)
         tokenizer = self.tasks["vqa"].processor.tokenizer
         generate = [i for i, job in enumerate(jobs) if not job.answers]
         results: list[Any] = [None] * len(jobs)
@@ -189,6 +192,7 @@ class ServeModels:
     def retrieval_batch(self, jobs: Sequence[EmbedJob | MatchJob]) -> list:
         """``{"embedding": [...]}`` per :class:`EmbedJob` (image embeddings of the batch in one
         call) and ``{"matches": [{"text", "itm", "itc"}]}`` per :class:`MatchJob`."""
+        self.completed["retrieval"] += len(jobs)
         results: list[Any] = [None] * len(jobs)
         images = [i for i, j in enumerate(jobs) if isinstance(j, EmbedJob) and j.pixels is not None]
         if images:
