@@ -107,7 +107,8 @@ def test_unknown_names_are_refused():
 
 def test_weight_map_modules_import_no_framework():
     code = (
-        "import sys; import blip_core.weights.tf_map, blip_core.weights.h5; "
+        "import sys; import blip_core.weights.tf_map, blip_core.weights.h5, "
+        "blip_core.weights.schema, blip_core.weights.convert; "
         "bad = [m for m in ('torch', 'tensorflow', 'keras', 'transformers') if m in sys.modules]; "
         "assert not bad, bad"
     )
