@@ -2,7 +2,9 @@
 
 blip_core runs the search (greedy, sampling, beams) in numpy and asks a *decoder session* for
 next-token logits.  :class:`TFDecoderSession` answers with one XLA-compiled function for both the
-prompt (prefill) and every later token (step):
+prompt (prefill) and every later token (step): the text model's own ``call``
+(:class:`blip_tf.text.BlipTextModel` over a :class:`blip_tf.cache.SlotCache`, then the LM head),
+so decoding and training/scoring share one implementation of the layer math.
 
 * cross-attention keys/values over the encoder states (image or question) are projected once per
   ``generate`` call, one ``(B, heads, L, head_dim)`` pair per layer; the compiled step never
@@ -22,14 +24,13 @@ Beam reordering is a ``tf.gather`` over the cache rows.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from blip_core.constants import SELF_ATTENTION_MASK_VALUE
-from blip_tf.text import BlipTextLMHeadModel, BlipTextModel, cross_attention_mask
+from blip_tf.attention import cross_attention_mask
+from blip_tf.cache import SlotCache
+from blip_tf.text import BlipTextLMHeadModel, BlipTextModel
 
 CAPACITY_STEP = 32  # cache slots are allocated in multiples of this (fewer XLA shapes)
 PROMPT_STEP = 8  # prompts (longer than one token) are left-padded to a multiple of this
@@ -67,40 +68,6 @@ def project_cross_key_values(
     return [tuple(pair) for pair in project(tf.convert_to_tensor(states, text_model.compute_dtype))]
 
 
-def _split_heads(x, rows, heads: int, head_dim: int):
-    """``(N * T, H * d)`` -> ``(N, H, T, d)``."""
-    return tf.transpose(tf.reshape(x, (rows, -1, heads, head_dim)), (0, 2, 1, 3))
-
-
-def _attend(query, key, value, bias, scale: float, key_transposed: bool = False):
-    """``softmax(q k^T * scale + bias) v`` with ``q`` ``(N, H, T, d)``, ``k/v`` ``(N, H, S, d)``
-    (``k`` as ``(N, H, d, S)`` when ``key_transposed``)."""
-    if key_transposed:
-        scores = tf.matmul(query, key) * scale + bias
-    else:
-        scores = tf.matmul(query, key, transpose_b=True) * scale + bias
-    return tf.matmul(tf.nn.softmax(scores, axis=-1), value)
-
-
-def _attend_grouped(query, key, value, bias, scale: float, key_transposed: bool = False):
-    """Cross-attention of ``N = B * E`` rows to ``B`` encoder states, without expanding them.
-
-    ``query`` ``(N, H, T, d)`` (row ``b * E + j`` belongs to encoder row ``b``); ``key/value``
-    ``(B, H, L, d)``; ``bias`` ``(B, 1, 1, L)``.  The ``E`` rows of an image are attended as one
-    ``(E * T)``-query matrix product, so each image's keys/values are read once per step, not
-    once per beam.  Returns ``(N * T, H * d)``.
-    """
-    shape = tf.shape(query)
-    rows, heads, length, depth = shape[0], shape[1], shape[2], shape[3]
-    groups = tf.shape(key)[0]
-    per_group = rows // groups
-    q = tf.reshape(query, (groups, per_group, heads, length, depth))
-    q = tf.reshape(tf.transpose(q, (0, 2, 1, 3, 4)), (groups, heads, per_group * length, depth))
-    context = _attend(q, key, value, bias, scale, key_transposed)  # (B, H, E * T, d)
-    context = tf.reshape(context, (groups, heads, per_group, length, depth))
-    return tf.reshape(tf.transpose(context, (0, 2, 3, 1, 4)), (rows * length, heads * depth))
-
-
 def decoder_step_function(decoder: BlipTextLMHeadModel, jit_compile: bool = True):
     """The decoder's compiled prefill/step function (traced once, reused by every session).
 
@@ -112,23 +79,24 @@ def decoder_step_function(decoder: BlipTextLMHeadModel, jit_compile: bool = True
     ``N = B * E`` (row ``b * E + j`` attends to encoder row ``b``); ``cross_bias``
     ``(B, 1, 1, L)`` additive.  Returns the last position's logits ``(N, V)`` float32 and the
     updated caches.
+
+    The body is the decoder's own forward, ``decoder.bert(..., cache=SlotCache(...))`` then
+    ``decoder.cls`` on the last position: the numbers are those of the layers' ``call``.
     """
     name = "_blip_decoder_step_xla" if jit_compile else "_blip_decoder_step_graph"
-    return _cached_function(decoder, name, lambda: _build_step(decoder, jit_compile))
+    return _cached_function(decoder, name, lambda: _compile_step(decoder, jit_compile))
 
 
-def _build_step(decoder: BlipTextLMHeadModel, jit_compile: bool):
+def _compile_step(decoder: BlipTextLMHeadModel, jit_compile: bool):
     config = decoder.config
-    layers = decoder.bert.encoder.layer
+    layers = len(decoder.bert.encoder.layer)
     heads = config.num_attention_heads
     head_dim = config.hidden_size // heads
-    width = config.hidden_size
-    scale = 1.0 / math.sqrt(head_dim)
     dtype = decoder.compute_dtype
     # Per-layer tensors, not one stacked tensor: slicing a layer out of a stack is a copy.
-    cache = [tf.TensorSpec([None, heads, None, head_dim], dtype)] * len(layers)
+    cache = [tf.TensorSpec([None, heads, None, head_dim], dtype)] * layers
     # XLA:CPU is faster with the cross keys as (d, L) (measured: ~4% of a BLIP-base step)
-    cross_keys = [tf.TensorSpec([None, heads, None, None], dtype)] * len(layers)
+    cross_keys = [tf.TensorSpec([None, heads, None, None], dtype)] * layers
     signature = [
         tf.TensorSpec([None, None], tf.int32),  # ids (N, T)
         tf.TensorSpec([None, None], tf.int32),  # positions (N, T)
@@ -143,42 +111,14 @@ def _build_step(decoder: BlipTextLMHeadModel, jit_compile: bool):
 
     @tf.function(jit_compile=jit_compile, input_signature=signature)
     def step(ids, positions, slot, key_mask, self_k, self_v, cross_k, cross_v, cross_bias):
-        rows, length, capacity = tf.shape(ids)[0], tf.shape(ids)[1], tf.shape(key_mask)[1]
-        hidden = decoder.bert.embeddings(input_ids=ids, position_ids=positions, training=False)
-        hidden = tf.reshape(hidden, (rows * length, width))  # 2-D: every dense is one matmul
-        query_slots = slot + tf.range(length)
-        slots = tf.range(capacity)
-        causal = tf.cast(slots[None, :] <= query_slots[:, None], dtype)  # (T, C)
-        visible = key_mask[:, None, None, :] * causal[None, None]  # (N, 1, T, C)
-        self_bias = (1.0 - visible) * SELF_ATTENTION_MASK_VALUE
-        # the T new tokens go to slots slot .. slot + T - 1 (an exact one-hot placement)
-        place = tf.cast(slots[None, :] == query_slots[:, None], dtype)  # (T, C)
-        written = tf.reduce_any(slots[None, :] == query_slots[:, None], axis=0)[:, None]
-        keys, values = [], []
-        for i, layer in enumerate(layers):
-            attention = layer.attention.self
-            query = _split_heads(attention.query(hidden), rows, heads, head_dim)
-            key = _split_heads(attention.key(hidden), rows, heads, head_dim)  # (N, H, T, d)
-            value = _split_heads(attention.value(hidden), rows, heads, head_dim)
-            key = tf.where(written, tf.einsum("nhtd,tc->nhcd", key, place), self_k[i])
-            value = tf.where(written, tf.einsum("nhtd,tc->nhcd", value, place), self_v[i])
-            keys.append(key)
-            values.append(value)
-            context = _attend(query, key, value, self_bias, scale)  # (N, H, T, d)
-            context = tf.reshape(tf.transpose(context, (0, 2, 1, 3)), (rows * length, width))
-            hidden = layer.attention.self_output(context, hidden)
-            cross = layer.crossattention
-            query = _split_heads(cross.self.query(hidden), rows, heads, head_dim)
-            context = _attend_grouped(
-                query, cross_k[i], cross_v[i], cross_bias, scale, key_transposed=jit_compile
-            )
-            hidden = cross.self_output(context, hidden)
-            hidden = layer.self_output(layer.intermediate(hidden), hidden)
-        last = tf.reshape(hidden, (rows, length, width))[:, -1, :]
-        last = decoder.cls.predictions.transform(last)
+        slots = SlotCache(self_k, self_v, slot, key_mask, cross_k, cross_v, cross_bias, jit_compile)
+        out = decoder.bert(
+            input_ids=ids, position_ids=positions, cache=slots, is_decoder=True, training=False
+        )
         # the tied LM-head weight is the (V, D) word-embedding variable, read at each call
-        logits = tf.matmul(last, decoder.get_output_embeddings(), transpose_b=True)
-        logits = logits + decoder.cls.predictions.bias
+        logits = decoder.cls(out.last_hidden_state[:, -1, :], decoder.get_output_embeddings())
+        keys = [key for key, _ in out.past_key_values]
+        values = [value for _, value in out.past_key_values]
         return tf.cast(logits, tf.float32), keys, values
 
     return step
@@ -212,7 +152,7 @@ class TFDecoderSession:
         self.expansion = expansion
         states = tf.convert_to_tensor(encoder_hidden_states, dtype=self.dtype)
         # per layer (B, H, L, d), projected once; the compiled step attends each image's E rows
-        # together (see _attend_grouped), so these are never copied per beam.
+        # together (blip_tf.attention.attend_grouped), so these are never copied per beam.
         self.cross = project_cross_key_values(decoder.bert, states)
         batch, enc_len = int(states.shape[0]), int(states.shape[1])
         self.cross_mask = None
@@ -232,6 +172,7 @@ class TFDecoderSession:
         self.step_fn = decoder_step_function(decoder, jit_compile)
         self.self_k = self.self_v = None
         self._step_inputs = None
+        self.prompt_length = 0
 
     def _allocate(self, rows: int, capacity: int) -> None:
         config = self.decoder.config
@@ -247,7 +188,25 @@ class TFDecoderSession:
             self.self_v = [tf.pad(t, pad) for t in self.self_v]
         self.capacity = capacity
 
+    def _check_positions(self, positions: np.ndarray, prompt_length: int) -> None:
+        """Refuse positions past the position table: XLA clamps out-of-range gathers, so they
+        would silently decode garbage instead of failing."""
+        limit = self.decoder.config.max_position_embeddings
+        if positions.size and int(positions.max()) >= limit:
+            needed = int(positions.max()) + 1
+            raise ValueError(
+                f"blip_tf decoder: asked to decode at position {needed - 1}, a sequence of "
+                f"{needed} tokens (a prompt of {prompt_length} plus the new tokens so far), but "
+                f"config.max_position_embeddings={limit} allows positions 0..{limit - 1}; "
+                f"shorten the prompt or lower max_new_tokens / max_length so that prompt + new "
+                f"tokens <= {limit}"
+            )
+
     def _run(self, ids: np.ndarray, mask: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        positions = np.asarray(positions)
+        if self.self_k is None:
+            self.prompt_length = int(mask.shape[1])
+        self._check_positions(positions, self.prompt_length)
         if self.duplicate:
             ids, mask, positions = (np.concatenate([a, a]) for a in (ids, mask, positions))
         rows, length = ids.shape

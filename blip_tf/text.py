@@ -3,248 +3,56 @@
 Layer names equal the transformers attribute names, except that Keras reserves the attribute
 ``output`` (it is skipped by ``.keras`` saving), so the ``output`` sub-layers of
 :class:`BlipTextAttention` and :class:`BlipTextLayer` live in ``self_output`` while their Keras
-*name*, and so their weight path, stays ``output``.
+*name*, and so their weight path, stays ``output``.  The embeddings live in
+:mod:`blip_tf.text_embeddings`, the attention layers in :mod:`blip_tf.attention`, the pooler
+and LM head in :mod:`blip_tf.text_heads` (all re-exported here).
 
-The key/value cache is a tuple with one entry per layer, ``(self_key, self_value, cross_key,
-cross_value)``, each ``(B, heads, T, head_dim)``; cross-attention keys/values are computed once
-and reused when passed back, exactly as in blip_torch.
+Two caches, one forward:
+
+* ``past_key_values`` (as in transformers and blip_torch): a tuple with one entry per layer,
+  ``(self_key, self_value, cross_key, cross_value)``, each ``(B, heads, T, head_dim)``; the new
+  self-attention keys/values are concatenated after the past ones, cross-attention keys/values
+  are computed once and reused when passed back;
+* ``cache=`` a :class:`blip_tf.cache.SlotCache` (decoding): a fixed-size self-attention cache
+  written in place at given slots and per-image cross-attention keys/values, so that every
+  decoding step has the same shapes and XLA compiles the decoder once
+  (:mod:`blip_tf.generation` compiles exactly this call).
 """
 
 from __future__ import annotations
-
-import math
 
 import keras
 from keras import ops
 
 from blip_core.config import BlipTextConfig
-from blip_core.constants import (
-    CROSS_ATTENTION_MASK_VALUE_FP32,
-    IGNORE_INDEX,
-    SELF_ATTENTION_MASK_VALUE,
+from blip_tf.attention import (
+    BlipTextAttention,
+    BlipTextSelfAttention,
+    BlipTextSelfOutput,
+    cross_attention_mask,
+    self_attention_mask,
+    softmax,
 )
+from blip_tf.cache import SlotCache
 from blip_tf.checkpoint import (
     PreTrainedMixin,
     child_scope,
     dense,
     layer_norm,
     unpack_inputs,
-    weight_init,
 )
 from blip_tf.outputs import (
     BaseModelOutputWithPoolingAndCrossAttentions,
     CausalLMOutputWithCrossAttentions,
 )
-
-
-def self_attention_mask(attention_mask, query_length: int, is_decoder: bool, dtype: str):
-    """Additive mask ``(B, 1, Tq, Tk)`` (or ``(B, 1, 1, Tk)``): BERT's ``(1 - m) * -10000``.
-
-    ``attention_mask`` is ``(B, Tk)`` over past + current tokens (1 = attend).  In decoder mode a
-    query at position ``past + i`` sees keys ``0 .. past + i``.
-    """
-    attention_mask = ops.cast(attention_mask, dtype)
-    if len(attention_mask.shape) == 3:
-        mask = attention_mask[:, None, :, :]
-    elif is_decoder:
-        key_length = ops.shape(attention_mask)[1]
-        past = key_length - query_length
-        q_pos = ops.arange(query_length)[:, None] + past
-        k_pos = ops.arange(key_length)[None, :]
-        causal = ops.cast(k_pos <= q_pos, dtype)  # (Tq, Tk)
-        mask = causal[None, None] * attention_mask[:, None, None, :]
-    else:
-        mask = attention_mask[:, None, None, :]
-    return (1.0 - mask) * SELF_ATTENTION_MASK_VALUE
-
-
-def softmax(scores):
-    """Softmax over keys; a single key (the first decoding step) gives exactly 1 without
-    tripping Keras' size-1 softmax warning (``exp(x - x)`` keeps nan/inf propagation)."""
-    if scores.shape[-1] == 1:
-        return ops.exp(scores - scores)
-    return ops.softmax(scores, axis=-1)
-
-
-def cross_attention_mask(encoder_attention_mask, dtype: str):
-    """Additive ``(B, 1, 1, Tk)`` mask ``(1 - m) * finfo(dtype).min`` (transformers'
-    ``invert_attention_mask``)."""
-    if dtype == "float32":
-        fill = CROSS_ATTENTION_MASK_VALUE_FP32
-    else:  # mixed precision: float16 / bfloat16 (ml_dtypes, a Keras dependency, knows both)
-        import ml_dtypes
-
-        fill = float(ml_dtypes.finfo(dtype).min)
-    mask = ops.cast(encoder_attention_mask, dtype)
-    if len(mask.shape) == 3:
-        mask = mask[:, None, :, :]
-    else:
-        mask = mask[:, None, None, :]
-    return (1.0 - mask) * fill
-
-
-class BlipTextEmbeddings(keras.layers.Layer):
-    """Word + absolute position embeddings, then LayerNorm (BLIP has no token types)."""
-
-    def __init__(self, config: BlipTextConfig, **kwargs):
-        super().__init__(**kwargs)
-        self.config = config
-        init = weight_init(keras.initializers.RandomNormal(stddev=config.initializer_range))
-        self.word_embeddings = keras.layers.Embedding(
-            config.vocab_size,
-            config.hidden_size,
-            embeddings_initializer=init,
-            name="word_embeddings",
-        )
-        self.position_embeddings = keras.layers.Embedding(
-            config.max_position_embeddings,
-            config.hidden_size,
-            embeddings_initializer=init,
-            name="position_embeddings",
-        )
-        self.LayerNorm = layer_norm(config.layer_norm_eps, "LayerNorm")
-        self.dropout = keras.layers.Dropout(config.hidden_dropout_prob, name="dropout")
-        self.max_positions = config.max_position_embeddings
-        self.pad_token_id = config.pad_token_id
-
-    def build(self, input_shape=None):
-        self.word_embeddings.build((None, None))
-        self.position_embeddings.build((None, None))
-        self.LayerNorm.build((None, None, self.config.hidden_size))
-
-    def call(
-        self,
-        input_ids=None,
-        position_ids=None,
-        inputs_embeds=None,
-        past_key_values_length=0,
-        training=None,
-    ):
-        if inputs_embeds is None:
-            inputs_embeds = self.word_embeddings(input_ids)
-            # nn.Embedding(padding_idx=pad) gives the padding row no gradient from lookups.
-            is_pad = ops.equal(input_ids, self.pad_token_id)[..., None]
-            inputs_embeds = ops.where(is_pad, ops.stop_gradient(inputs_embeds), inputs_embeds)
-        length = inputs_embeds.shape[1]
-        if position_ids is None:
-            if isinstance(length, int) and isinstance(past_key_values_length, int):
-                if past_key_values_length + length > self.max_positions:
-                    raise ValueError(
-                        f"sequence of {past_key_values_length + length} tokens exceeds "
-                        f"max_position_embeddings={self.max_positions}"
-                    )
-            else:
-                length = ops.shape(inputs_embeds)[1]
-            position_ids = ops.arange(past_key_values_length, past_key_values_length + length)[None]
-        embeddings = inputs_embeds + self.position_embeddings(position_ids)
-        return self.dropout(self.LayerNorm(embeddings), training=training)
-
-
-class BlipTextSelfAttention(keras.layers.Layer):
-    def __init__(self, config: BlipTextConfig, is_cross_attention: bool, **kwargs):
-        super().__init__(**kwargs)
-        self.hidden_size = config.hidden_size
-        self.num_attention_heads = config.num_attention_heads
-        self.attention_head_size = config.hidden_size // config.num_attention_heads
-        self.all_head_size = config.hidden_size
-        self.kv_width = config.encoder_hidden_size if is_cross_attention else config.hidden_size
-        self.is_cross_attention = is_cross_attention
-        std = config.initializer_range
-        self.query = dense(self.all_head_size, std, "query")
-        self.key = dense(self.all_head_size, std, "key")
-        self.value = dense(self.all_head_size, std, "value")
-        self.dropout = keras.layers.Dropout(config.attention_probs_dropout_prob, name="dropout")
-
-    def build(self, input_shape=None):
-        self.query.build((None, None, self.hidden_size))
-        self.key.build((None, None, self.kv_width))
-        self.value.build((None, None, self.kv_width))
-
-    def _heads(self, x):
-        batch = ops.shape(x)[0]  # (B, T, D) -> (B, heads, T, head_dim)
-        x = ops.reshape(x, (batch, -1, self.num_attention_heads, self.attention_head_size))
-        return ops.transpose(x, (0, 2, 1, 3))
-
-    def project_key_value(self, states):
-        """Keys and values ``(B, heads, T, head_dim)`` for ``states`` ``(B, T, D_kv)``."""
-        return self._heads(self.key(states)), self._heads(self.value(states))
-
-    def call(
-        self,
-        hidden_states,
-        attention_mask=None,
-        encoder_hidden_states=None,
-        past_key_value=None,
-        output_attentions: bool = False,
-        training=None,
-    ):
-        query = self._heads(self.query(hidden_states))
-        if self.is_cross_attention:
-            if past_key_value is not None:  # computed once per generate call
-                key, value = past_key_value
-            else:
-                key, value = self.project_key_value(encoder_hidden_states)
-        else:
-            key, value = self.project_key_value(hidden_states)
-            if past_key_value is not None:
-                key = ops.concatenate([past_key_value[0], key], axis=2)
-                value = ops.concatenate([past_key_value[1], value], axis=2)
-        scores = ops.matmul(query, ops.swapaxes(key, -1, -2)) / math.sqrt(self.attention_head_size)
-        if attention_mask is not None:
-            scores = scores + attention_mask
-        probs = softmax(scores)
-        context = ops.matmul(self.dropout(probs, training=training), value)
-        batch = ops.shape(context)[0]
-        context = ops.reshape(ops.transpose(context, (0, 2, 1, 3)), (batch, -1, self.all_head_size))
-        return context, (probs if output_attentions else None), (key, value)
-
-
-class BlipTextSelfOutput(keras.layers.Layer):
-    def __init__(self, config: BlipTextConfig, **kwargs):
-        super().__init__(**kwargs)
-        self.hidden_size = config.hidden_size
-        self.dense = dense(config.hidden_size, config.initializer_range, "dense")
-        self.LayerNorm = layer_norm(config.layer_norm_eps, "LayerNorm")
-        self.dropout = keras.layers.Dropout(config.hidden_dropout_prob, name="dropout")
-
-    def build(self, input_shape=None):
-        self.dense.build((None, None, self.hidden_size))
-        self.LayerNorm.build((None, None, self.hidden_size))
-
-    def call(self, hidden_states, input_tensor, training=None):
-        return self.LayerNorm(
-            self.dropout(self.dense(hidden_states), training=training) + input_tensor
-        )
-
-
-class BlipTextAttention(keras.layers.Layer):
-    def __init__(self, config: BlipTextConfig, is_cross_attention: bool = False, **kwargs):
-        super().__init__(**kwargs)
-        self.self = BlipTextSelfAttention(config, is_cross_attention, name="self")
-        self.self_output = BlipTextSelfOutput(config, name="output")
-
-    def build(self, input_shape=None):
-        self.self.build()
-        self.self_output.build()
-
-    def call(
-        self,
-        hidden_states,
-        attention_mask=None,
-        encoder_hidden_states=None,
-        past_key_value=None,
-        output_attentions: bool = False,
-        training=None,
-    ):
-        context, probs, present = self.self(
-            hidden_states,
-            attention_mask=attention_mask,
-            encoder_hidden_states=encoder_hidden_states,
-            past_key_value=past_key_value,
-            output_attentions=output_attentions,
-            training=training,
-        )
-        return self.self_output(context, hidden_states, training=training), probs, present
+from blip_tf.text_embeddings import BlipTextEmbeddings
+from blip_tf.text_heads import (
+    BlipTextLMPredictionHead,
+    BlipTextOnlyMLMHead,
+    BlipTextPooler,
+    BlipTextPredictionHeadTransform,
+    lm_loss,
+)
 
 
 class BlipTextIntermediate(keras.layers.Layer):
@@ -310,7 +118,11 @@ class BlipTextLayer(keras.layers.Layer):
         past_key_value=None,
         output_attentions: bool = False,
         training=None,
+        cache=None,
     ):
+        """``cache``: this layer's ``(SelfSlots, SharedKeyValues)`` when decoding over a slot
+        cache (``hidden_states`` then ``(N * T, D)``; see :mod:`blip_tf.cache`), or None."""
+        self_cache, cross_cache = cache if cache is not None else (None, None)
         self_past = past_key_value[:2] if past_key_value is not None else None
         hidden, self_probs, self_present = self.attention(
             hidden_states,
@@ -318,10 +130,11 @@ class BlipTextLayer(keras.layers.Layer):
             past_key_value=self_past,
             output_attentions=output_attentions,
             training=training,
+            cache=self_cache,
         )
         cross_probs, cross_present = None, (None, None)
         cached_cross = past_key_value is not None and past_key_value[2] is not None
-        if encoder_hidden_states is not None or cached_cross:
+        if encoder_hidden_states is not None or cached_cross or cross_cache is not None:
             if self.crossattention is None:
                 raise ValueError(
                     "encoder_hidden_states given, but this text model has no cross-attention "
@@ -334,6 +147,7 @@ class BlipTextLayer(keras.layers.Layer):
                 past_key_value=past_key_value[2:] if cached_cross else None,
                 output_attentions=output_attentions,
                 training=training,
+                cache=cross_cache,
             )
         layer_output = self.self_output(self.intermediate(hidden), hidden, training=training)
         return layer_output, self_probs, cross_probs, (*self_present, *cross_present)
@@ -361,7 +175,9 @@ class BlipTextEncoder(keras.layers.Layer):
         output_attentions: bool = False,
         output_hidden_states: bool = False,
         training=None,
+        cache=None,
     ):
+        """``cache``: a :class:`blip_tf.cache.BoundSlotCache` (decoding), or None."""
         all_hidden = (hidden_states,) if output_hidden_states else None
         all_self = () if output_attentions else None
         all_cross = () if output_attentions and encoder_hidden_states is not None else None
@@ -375,6 +191,7 @@ class BlipTextEncoder(keras.layers.Layer):
                 past_key_value=past_key_values[i] if past_key_values is not None else None,
                 output_attentions=output_attentions,
                 training=training,
+                cache=cache.layer(i) if cache is not None else None,
             )
             if use_cache:
                 presents = presents + (present,)
@@ -385,65 +202,6 @@ class BlipTextEncoder(keras.layers.Layer):
                 if all_cross is not None:
                     all_cross = all_cross + (cross_probs,)
         return hidden_states, presents, all_hidden, all_self, all_cross
-
-
-class BlipTextPooler(keras.layers.Layer):
-    def __init__(self, config: BlipTextConfig, **kwargs):
-        super().__init__(**kwargs)
-        self.hidden_size = config.hidden_size
-        self.dense = dense(config.hidden_size, config.initializer_range, "dense")
-
-    def build(self, input_shape=None):
-        self.dense.build((None, self.hidden_size))
-
-    def call(self, hidden_states):
-        return ops.tanh(self.dense(hidden_states[:, 0]))
-
-
-class BlipTextPredictionHeadTransform(keras.layers.Layer):
-    def __init__(self, config: BlipTextConfig, **kwargs):
-        super().__init__(**kwargs)
-        self.hidden_size = config.hidden_size
-        self.dense = dense(config.hidden_size, config.initializer_range, "dense")
-        self.LayerNorm = layer_norm(config.layer_norm_eps, "LayerNorm")
-
-    def build(self, input_shape=None):
-        self.dense.build((None, None, self.hidden_size))
-        self.LayerNorm.build((None, None, self.hidden_size))
-
-    def call(self, hidden_states):
-        return self.LayerNorm(ops.gelu(self.dense(hidden_states), approximate=False))
-
-
-class BlipTextLMPredictionHead(keras.layers.Layer):
-    """Transform, then the vocabulary projection.  The projection weight is the word-embedding
-    matrix ``(vocab, D)``, passed in by the owning :class:`BlipTextLMHeadModel` (tied, so there
-    is no separate ``decoder`` variable); ``bias`` is ``cls.predictions.bias``."""
-
-    def __init__(self, config: BlipTextConfig, **kwargs):
-        super().__init__(**kwargs)
-        self.vocab_size = config.vocab_size
-        self.transform = BlipTextPredictionHeadTransform(config, name="transform")
-
-    def build(self, input_shape=None):
-        self.transform.build()
-        self.bias = self.add_weight(shape=(self.vocab_size,), initializer="zeros", name="bias")
-
-    def call(self, hidden_states, decoder_weight):
-        hidden_states = self.transform(hidden_states)
-        return ops.einsum("btd,vd->btv", hidden_states, decoder_weight) + self.bias
-
-
-class BlipTextOnlyMLMHead(keras.layers.Layer):
-    def __init__(self, config: BlipTextConfig, **kwargs):
-        super().__init__(**kwargs)
-        self.predictions = BlipTextLMPredictionHead(config, name="predictions")
-
-    def build(self, input_shape=None):
-        self.predictions.build()
-
-    def call(self, sequence_output, decoder_weight):
-        return self.predictions(sequence_output, decoder_weight)
 
 
 @keras.saving.register_keras_serializable(package="blip_tf")
@@ -489,8 +247,17 @@ class BlipTextModel(PreTrainedMixin, keras.Model):
         return_dict: bool | None = None,
         is_decoder: bool = False,
         training=None,
+        cache: SlotCache | None = None,
     ) -> BaseModelOutputWithPoolingAndCrossAttentions:
-        """``input_ids`` ``(B, T)``; ``encoder_hidden_states`` ``(B, N, D_enc)`` for cross-attention."""
+        """``input_ids`` ``(B, T)``; ``encoder_hidden_states`` ``(B, N, D_enc)`` for cross-attention.
+
+        With ``cache`` (a :class:`blip_tf.cache.SlotCache`): one decoding call (causal) of
+        ``input_ids``/``position_ids`` ``(N, T)`` over the slot cache, the cross-attention
+        keys/values and mask taken from the cache; ``past_key_values`` of the output is the
+        updated slot cache, one ``(key, value)`` ``(N, heads, C, head_dim)`` pair per layer.
+        """
+        if cache is not None:
+            return self._call_with_cache(input_ids, position_ids, cache, return_dict, training)
         if head_mask is not None:
             raise NotImplementedError("head_mask is not supported")
         if input_ids is not None and inputs_embeds is not None:
@@ -556,31 +323,32 @@ class BlipTextModel(PreTrainedMixin, keras.Model):
         )
         return out if return_dict is not False else out.to_tuple()
 
-
-def lm_loss(logits, labels, label_smoothing: float, reduction: str = "mean"):
-    """Next-token cross-entropy: logits ``(B, T, V)`` at t predict labels at t+1; -100 ignored.
-
-    Exactly ``torch.nn.CrossEntropyLoss(ignore_index=-100, label_smoothing=eps)``:
-    ``(1 - eps) * nll + eps * mean_c(-log p_c)`` per token, ``mean`` divides by the number of
-    non-ignored tokens (all ignored gives nan, as in torch); ``none`` sums each row.
-    """
-    shifted = ops.cast(logits[:, :-1, :], "float32")  # the loss in float32 under mixed precision
-    targets = ops.cast(labels[:, 1:], "int32")
-    log_probs = ops.log_softmax(shifted, axis=-1)  # (B, T-1, V)
-    valid = targets != IGNORE_INDEX
-    safe = ops.where(valid, targets, ops.zeros_like(targets))
-    per_token = -ops.take_along_axis(log_probs, safe[..., None], axis=-1)[..., 0]
-    if label_smoothing > 0:
-        smooth = -ops.sum(log_probs, axis=-1) / log_probs.shape[-1]
-        per_token = (1.0 - label_smoothing) * per_token + label_smoothing * smooth
-    per_token = ops.where(valid, per_token, ops.zeros_like(per_token))
-    if reduction == "mean":
-        return ops.sum(per_token) / ops.sum(ops.cast(valid, per_token.dtype))
-    if reduction == "sum":
-        return ops.sum(per_token)
-    if reduction == "none":
-        return ops.sum(per_token, axis=1)
-    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    def _call_with_cache(self, input_ids, position_ids, cache: SlotCache, return_dict, training):
+        if input_ids is None or position_ids is None:
+            raise ValueError(
+                "BlipTextModel(cache=...) decodes token ids at given positions: pass input_ids "
+                "and position_ids (N, T)"
+            )
+        rows, length = ops.shape(input_ids)[0], ops.shape(input_ids)[1]
+        width = self.config.hidden_size
+        hidden = self.embeddings(input_ids=input_ids, position_ids=position_ids, training=training)
+        hidden = ops.reshape(hidden, (rows * length, width))  # 2-D: every dense is one matmul
+        bound = cache.bind(rows, length, self.compute_dtype)
+        hidden, presents, _, _, _ = self.encoder(
+            hidden,
+            attention_mask=bound.self_mask,
+            encoder_attention_mask=bound.cross_mask,
+            use_cache=True,
+            training=training,
+            cache=bound,
+        )
+        sequence_output = ops.reshape(hidden, (rows, length, width))
+        out = BaseModelOutputWithPoolingAndCrossAttentions(
+            last_hidden_state=sequence_output,
+            pooler_output=self.pooler(sequence_output) if self.pooler is not None else None,
+            past_key_values=tuple((present[0], present[1]) for present in presents),
+        )
+        return out if return_dict is not False else out.to_tuple()
 
 
 @keras.saving.register_keras_serializable(package="blip_tf")
@@ -668,6 +436,7 @@ class BlipTextLMHeadModel(PreTrainedMixin, keras.Model):
 
 
 __all__ = [
+    "SlotCache",
     "BlipTextAttention",
     "BlipTextEmbeddings",
     "BlipTextEncoder",

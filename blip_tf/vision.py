@@ -283,8 +283,10 @@ class BlipVisionModel(PreTrainedMixin, keras.Model):
     def compiled_forward(self, pixel_values, interpolate_pos_encoding: bool = False):
         """Inference forward through XLA: ``(last_hidden_state, pooler_output)``.
 
-        One ``tf.function(jit_compile=True)`` per image size (any batch size), built on first
-        use and kept on the model; the numbers are those of :meth:`call` up to float rounding.
+        This is :meth:`call` itself (``training=False``) traced inside one
+        ``tf.function(jit_compile=True)`` per image size (any batch size), built on first use
+        and kept on the model: no second forward, the numbers are those of :meth:`call` up to
+        XLA's float rounding.
         """
         pixel_values = tf.convert_to_tensor(pixel_values, tf.float32)
         if len(pixel_values.shape) != 4 or pixel_values.shape[1] != 3:

@@ -1,5 +1,6 @@
 """blip_tf generate(): the same token ids as blip_torch for every option, one cross-attention
-projection per layer per call, one trace of the XLA step for every batch size.
+projection per layer per call, one trace of the XLA step for every batch size, and that step is
+the text layers' own call (no second copy of the decoder).
 
 XLA compiles the step once per shape (about a second each, even for the tiny model), so the
 tests keep to a few shapes: batches of 3 images, beams 3 and 4.
@@ -305,3 +306,145 @@ def test_bad_generation_arguments(caption_pair):
         ours_tf.generate(pixels, num_beams=2, num_return_sequences=3)
     with pytest.raises(TypeError, match="unknown generation argument"):
         ours_tf.generate(pixels, beams=2)
+
+
+def _swap_compiled(owner, name: str, value=None):
+    """Take the compiled function ``name`` off ``owner`` (so the next use traces again) and put
+    ``value`` back instead; returns the one taken."""
+    taken = owner.__dict__.pop(name, None)
+    if value is not None:
+        object.__setattr__(owner, name, value)
+    return taken
+
+
+def test_step_is_the_text_layers_own_call(caption_pair, monkeypatch):
+    """The compiled step runs decoder.bert's call (every layer's self- and cross-attention
+    call, in slot-cache mode) and the LM head: there is no hand-written decoder beside them,
+    and generate uses that very function."""
+    import blip_tf.generation as generation
+
+    for name in ("_build_step", "_attend", "_attend_grouped", "_split_heads"):
+        assert not hasattr(generation, name), name
+    _, ours_tf = caption_pair
+    decoder = ours_tf.text_decoder
+    layers = decoder.bert.encoder.layer
+    calls = []
+
+    def count(layer, tag: str):
+        original = layer.call
+
+        def counting(*args, **kwargs):
+            calls.append((tag, kwargs.get("cache") is not None))
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(layer, "call", counting)
+
+    for layer in layers:
+        count(layer, "layer")
+        count(layer.attention.self, "self")
+        count(layer.crossattention.self, "cross")
+    count(decoder.bert, "model")
+    count(decoder.cls, "head")
+    saved = _swap_compiled(decoder, "_blip_decoder_step_xla")
+    try:
+        step = decoder_step_function(decoder)
+        step.get_concrete_function()  # trace
+        n = len(layers)
+        expected = [("model", True), ("head", False)] + [("layer", True)] * n
+        expected += [("self", True)] * n + [("cross", True)] * n
+        assert sorted(calls) == sorted(expected)
+        traced = len(calls)
+        pixels = make_inputs(batch=3, seed=5)["pixel_values"]
+        tf_ids(ours_tf, pixels, max_new_tokens=4, num_beams=3)
+        assert decoder_step_function(decoder) is step
+        assert step.experimental_get_tracing_count() == 1 and len(calls) == traced
+    finally:
+        _swap_compiled(decoder, "_blip_decoder_step_xla", saved)
+
+
+@pytest.mark.parametrize("settings", [{}, {"num_beams": 3}], ids=["greedy", "beams"])
+def test_generate_of_20_steps_traces_the_step_once(caption_pair, settings):
+    _, ours_tf = caption_pair
+    decoder = ours_tf.text_decoder
+    saved = _swap_compiled(decoder, "_blip_decoder_step_xla")
+    try:
+        pixels = make_inputs(batch=3, seed=9)["pixel_values"]
+        ids, mask = prompt_batch([5, 4, 6])
+        out = tf_ids(
+            ours_tf,
+            pixels,
+            input_ids=ids,
+            attention_mask=mask,
+            max_new_tokens=20,
+            min_new_tokens=20,
+            **settings,
+        )
+        assert out.shape[1] >= 20 + 3  # 20 new tokens after the shortest prompt
+        assert decoder_step_function(decoder).experimental_get_tracing_count() == 1
+    finally:
+        _swap_compiled(decoder, "_blip_decoder_step_xla", saved)
+
+
+def test_session_refuses_positions_past_the_table(caption_pair):
+    """XLA clamps out-of-range position gathers (garbage, no error): the session refuses to
+    decode at position >= max_position_embeddings, naming the limit and the way out."""
+    _, ours_tf = caption_pair
+    decoder = ours_tf.text_decoder
+    limit = decoder.config.max_position_embeddings
+    states = ours_tf.vision_model(make_inputs(batch=3, seed=3)["pixel_values"]).last_hidden_state
+    session = TFDecoderSession(decoder, states, None, 1, limit + 8)
+    width = limit - 3
+    ids = np.full((3, width), 7)
+    ids[:, 0] = BOS
+    session.prefill(ids, np.ones((3, width), np.int64), np.tile(np.arange(width), (3, 1)))
+    for position in range(width, limit):  # the last positions of the table still decode
+        mask = np.ones((3, position + 1), np.int64)
+        assert np.isfinite(session.step(np.full(3, 9), mask, np.full(3, position))).all()
+    with pytest.raises(ValueError) as error:
+        session.step(np.full(3, 9), np.ones((3, limit + 1), np.int64), np.full(3, limit))
+    message = str(error.value)
+    assert f"max_position_embeddings={limit}" in message
+    assert f"{limit + 1} tokens" in message and f"prompt of {width}" in message
+    assert "max_new_tokens" in message
+
+
+def test_generate_past_the_position_table_never_returns_garbage(caption_pair):
+    """generate asked for more tokens than positions exist either stops within the table or
+    raises the clear error; it never decodes past it (blip_core may warn when it stops)."""
+    import warnings
+
+    _, ours_tf = caption_pair
+    limit = ours_tf.text_decoder.config.max_position_embeddings
+    pixels = make_inputs(batch=3, seed=2)["pixel_values"]
+    try:
+        with warnings.catch_warnings(record=True):
+            warnings.simplefilter("always")
+            out = tf_ids(ours_tf, pixels, max_new_tokens=limit + 10, min_new_tokens=limit + 10)
+    except ValueError as error:
+        assert "max_position_embeddings" in str(error)
+    else:
+        assert out.shape[1] <= limit
+
+
+def test_compiled_vision_forward_is_the_models_call(caption_pair, monkeypatch):
+    """compiled_forward traces BlipVisionModel.call itself (once per image size)."""
+    _, ours_tf = caption_pair
+    vision = ours_tf.vision_model
+    calls = []
+    original = vision.call
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs.get("interpolate_pos_encoding"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(vision, "call", counting)
+    saved = _swap_compiled(vision, "_blip_compiled")
+    try:
+        pixels = make_inputs(batch=2, seed=4)["pixel_values"]
+        first = vision.compiled_forward(pixels)
+        second = vision.compiled_forward(pixels[:1])
+        assert calls == [False]  # traced through call once, reused for another batch size
+        # (XLA may block the matrix products differently per batch size: equal to rounding)
+        np.testing.assert_allclose(first[0].numpy()[:1], second[0].numpy(), atol=1e-5)
+    finally:
+        _swap_compiled(vision, "_blip_compiled", saved)
