@@ -7,7 +7,8 @@
   adapter (:class:`blip_core.adapter.Backend`) by name;
 * :mod:`blip_apps.demo` — the small demo models shipped with the package, the scene generator
   they were trained on, their evaluation and the demo run;
-* :mod:`blip_apps.convert` — the ``blip-convert`` command line and its numeric verification.
+* :mod:`blip_apps.convert` — the ``blip-convert`` command line and its numeric verification;
+* the other sub-packages (dataset runs, export, serving) say what they do in their docstrings.
 
 Importing :mod:`blip_apps` imports no framework; a backend is imported when one is asked for
 by name.

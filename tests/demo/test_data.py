@@ -80,7 +80,7 @@ def test_corpus_covers_all_words():
         assert set(text.split()) <= words
 
 
-def test_blip_core_demo_imports_no_framework():
+def test_blip_apps_demo_imports_no_framework():
     code = (
         "import sys, blip_apps.demo, blip_apps.demo.data; "
         "bad = [m for m in ('torch', 'tensorflow', 'keras') if m in sys.modules]; "

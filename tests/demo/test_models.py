@@ -154,3 +154,20 @@ def test_training_smoke_run_saves_a_loadable_model(tmp_path):
     assert saved_config == make_config(train_tokenizer()).to_dict()
     with pytest.raises(ValueError, match="unknown"):
         train_demo_models(tmp_path, tasks=["segmentation"])
+
+
+def test_demo_report_captions_the_examples():
+    """`make demo`'s report (torch only): the captions the README lists for the example images
+    (3 beams), the questions and the caption-matching table."""
+    pytest.importorskip("torch")
+    from blip_apps.backends import load_backend
+    from blip_apps.demo.run import QUESTIONS, demo_report
+
+    images = [ROOT / "examples" / "orange_cross.png", ROOT / "examples" / "two_blues.png"]
+    report = demo_report(images, {"torch": load_backend("torch", threads=2)})
+    assert "a large orange cross" in report
+    assert "a small blue triangle left of a large blue circle" in report
+    assert all(q in report for q in QUESTIONS)
+    assert "Best-matching caption per image (ITM)" in report
+    with pytest.raises(ValueError, match="at least one image"):
+        demo_report([], {"torch": None})
