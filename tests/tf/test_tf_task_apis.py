@@ -193,7 +193,7 @@ def test_generation_config_loaded_from_the_directory():
 
 def test_pipeline_gives_the_torch_results():
     """blip_core.pipeline (what the `blip` command runs) on numpy inputs, both backends."""
-    from blip_core.pipeline import Backend, Captioner, Matcher, QuestionAnswerer
+    from blip_apps.pipeline import Backend, Captioner, Matcher, QuestionAnswerer
 
     pixels = make_inputs(batch=3, seed=21)["pixel_values"]
     results = {}
