@@ -14,7 +14,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP_INSTALL) --upgrade pip setuptools wheel
-	$(PIP_INSTALL) -e ".[torch,tf,test]"
+	$(PIP_INSTALL) -e ".[torch,tf,onnx,export,fast,data,serve,test]"
 	touch $(STAMP)
 
 lint: $(STAMP)
