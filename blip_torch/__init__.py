@@ -1,6 +1,7 @@
 """BLIP in PyTorch: the transformers BLIP API over blip_core."""
 
 from blip_core.config import BlipConfig, BlipTextConfig, BlipVisionConfig
+from blip_torch.generation import compile_decoder
 from blip_torch.models import (
     BlipForConditionalGeneration,
     BlipForImageTextRetrieval,
@@ -11,6 +12,8 @@ from blip_torch.models import (
     BlipTextModel,
     BlipVisionModel,
 )
+from blip_torch.precision import auto_dtype, hardware_report
+from blip_torch.quantization import quantize
 from blip_torch.vision import compile_vision
 
 __all__ = [
@@ -25,5 +28,9 @@ __all__ = [
     "BlipTextModel",
     "BlipVisionConfig",
     "BlipVisionModel",
+    "auto_dtype",
+    "compile_decoder",
     "compile_vision",
+    "hardware_report",
+    "quantize",
 ]

@@ -24,6 +24,8 @@ class TorchBackend:
         if x is None:
             return None
         if isinstance(x, torch.Tensor):
+            if x.dtype in (torch.bfloat16, torch.float16):  # numpy has no bfloat16
+                x = x.float()
             return x.detach().cpu().numpy()
         return np.asarray(x)
 
@@ -105,7 +107,7 @@ class TorchBackend:
     def open_session(decoder, encoder_states, encoder_mask, expansion: int, capacity: int):
         if encoder_mask is not None:
             encoder_mask = TorchBackend.as_tensor(encoder_mask, encoder_states)
-        return TorchDecoderSession(decoder, encoder_states, encoder_mask, expansion)
+        return TorchDecoderSession(decoder, encoder_states, encoder_mask, expansion, capacity)
 
     @staticmethod
     def sequence_log_probs(session, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -116,16 +116,35 @@ class PreTrainedMixin:
         cls,
         pretrained_model_name_or_path: str | os.PathLike,
         config=None,
-        torch_dtype: torch.dtype | None = None,
+        torch_dtype: torch.dtype | str | None = None,
         device: str | torch.device | None = None,
+        *,
+        dtype: torch.dtype | str | None = None,
+        quantization: str | None = None,
     ):
-        """Build from a hub-layout directory (see :func:`blip_core.loading.from_pretrained`);
-        ``torch_dtype`` casts the loaded weights, ``device`` moves them."""
-        from blip_torch.adapter import BACKEND
+        """Build from a hub-layout directory (see :func:`blip_core.loading.from_pretrained`).
 
+        ``torch_dtype`` (or ``dtype``, transformers' newer name; give one): a torch dtype, its
+        name (``"bfloat16"``, ``"float16"``, ``"float32"``) or ``"auto"`` -- the dtype
+        :func:`blip_core.hardware.choose_dtype` picks for ``device`` (bfloat16 on CPUs with
+        AMX-BF16/AVX-512 BF16 and on bf16 GPUs, float32 elsewhere; see
+        :mod:`blip_torch.precision` for what stays float32).  None keeps float32, the default.
+        ``device`` moves the weights.  ``quantization="int8"``: int8 weights for the Linear
+        layers through torchao (:func:`blip_torch.quantize`; activations bfloat16 unless a
+        dtype is given).
+        """
+        from blip_torch.adapter import BACKEND
+        from blip_torch.precision import pick_dtype_argument, resolve_dtype
+
+        argument, value = pick_dtype_argument(torch_dtype, dtype)
+        target = resolve_dtype(value, device, argument)
         model = loading.from_pretrained(BACKEND, cls, pretrained_model_name_or_path, config)
-        if torch_dtype is not None:
-            model.to(torch_dtype)
+        if quantization is not None:
+            from blip_torch.quantization import quantize
+
+            return quantize(model, quantization, dtype=target, device=device)
+        if target is not None and target != torch.float32:
+            model.to(target)
         if device is not None:
             model.to(device)
         return model

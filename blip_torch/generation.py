@@ -2,6 +2,17 @@
 
 Cross-attention keys/values over the encoder states (image or question) are projected once per
 ``generate`` call and shared by every step; beams reuse them through an index, never re-projecting.
+
+The self-attention cache is a fixed-size :class:`blip_torch.cache.SlotCache` of ``capacity``
+slots (the longest sequence the search will ask for): each step writes one slot and has the
+same shapes as the last, so it can run compiled (:func:`compile_decoder`).  Without a capacity
+the session grows a concat cache instead (the transformers-style ``past_key_values``).
+
+Logits leave the session as float32 numpy (converted on the device from the model dtype).
+:meth:`TorchDecoderSession.prefill_tokens` / :meth:`~TorchDecoderSession.step_tokens` are an
+optional fast path for greedy search: the argmax of exactly those float32 logits is taken on the
+device (``torch.argmax`` and ``np.argmax`` both pick the first maximal index), so only ``N`` ids
+cross to the host; the search may use them only where no logits processor changes the scores.
 """
 
 from __future__ import annotations
@@ -9,11 +20,58 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from blip_torch.cache import SlotCache
 from blip_torch.text import BlipTextLMHeadModel
+
+_COMPILED_STEP = "_blip_compiled_step"  # attribute compile_decoder sets on the decoder
+_COMPILED_CAPACITY_MULTIPLE = 16  # compiled steps: fewer distinct shapes -> fewer recompiles
+
+
+def decode_step(decoder, ids, key_mask, positions, slots, keys, values, cross_keys,
+                cross_values, encoder_mask) -> torch.Tensor:  # fmt: skip
+    """One slot-cache forward of ``decoder``: writes ``ids`` ``(N, T)`` into ``slots`` ``(T,)``
+    and returns the last position's float32 logits ``(N, V)``.  Plain tensors and lists in,
+    one tensor out, so ``torch.compile`` sees static shapes."""
+    cache = SlotCache(keys, values, list(zip(cross_keys, cross_values)), slots)
+    out = decoder.bert(
+        input_ids=ids,
+        attention_mask=key_mask,
+        position_ids=positions,
+        encoder_attention_mask=encoder_mask,
+        past_key_values=cache,
+        is_decoder=True,
+    )
+    return decoder.cls(out.last_hidden_state[:, -1, :]).float()
+
+
+def compile_decoder(model: torch.nn.Module, mode: str | None = None, **options) -> torch.nn.Module:
+    """Opt in to a ``torch.compile``-d decode step for ``model``'s text decoder (in place);
+    returns ``model``.
+
+    Every later ``generate`` (greedy, sampling, beam) runs its one-token steps through the
+    compiled :func:`decode_step` over the fixed-size slot cache; prefill and sequence scoring
+    stay eager.  The first step per ``(rows, capacity)`` shape compiles (seconds); capacities
+    are rounded up to a multiple of 16 to reuse compiled shapes.  ``mode``: ``torch.compile``'s
+    mode (``"reduce-overhead"`` for CUDA graphs on a GPU); ``options`` go to ``torch.compile``.
+    Tokens match the eager step's up to float rounding of the compiled kernels.
+    """
+    decoder = (
+        model if isinstance(model, BlipTextLMHeadModel) else getattr(model, "text_decoder", None)
+    )
+    if not isinstance(decoder, BlipTextLMHeadModel):
+        raise TypeError(f"{type(model).__name__} has no BLIP text decoder to compile")
+    compiled = torch.compile(decode_step, mode=mode, dynamic=False, **options)
+    object.__setattr__(decoder, _COMPILED_STEP, compiled)  # not a submodule: keys unchanged
+    return model
 
 
 class TorchDecoderSession:
-    """A :class:`blip_core.generation.DecoderSession` over a :class:`BlipTextLMHeadModel`."""
+    """A :class:`blip_core.generation.DecoderSession` over a :class:`BlipTextLMHeadModel`.
+
+    ``capacity``: the most tokens (prompt + generated) a row will hold; a fixed-size slot cache
+    of that many slots is used (enlarged, once per overflow, if the search goes past it: left-
+    aligned prompts of mixed lengths need the longest prompt's width plus the most new tokens).  ``None``: a concat cache that grows by one position per step.
+    """
 
     def __init__(
         self,
@@ -21,6 +79,7 @@ class TorchDecoderSession:
         encoder_hidden_states: torch.Tensor,
         encoder_attention_mask: torch.Tensor | None,
         expansion: int,
+        capacity: int | None = None,
     ):
         self.decoder = decoder
         self.device = encoder_hidden_states.device
@@ -38,38 +97,68 @@ class TorchDecoderSession:
             )
         self.encoder_attention_mask = encoder_attention_mask.index_select(0, index)
         self.self_cache: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        self.compiled = getattr(decoder, _COMPILED_STEP, None)
+        self.cache: SlotCache | None = None
+        if capacity is not None:
+            if self.compiled is not None:
+                step = _COMPILED_CAPACITY_MULTIPLE
+                capacity = -(-capacity // step) * step
+            k = self.cross[0][0]
+            config = decoder.config
+            self.cache = SlotCache.allocate(
+                k.shape[0], capacity, config.num_attention_heads,
+                config.hidden_size // config.num_attention_heads, len(layers), k,
+                cross=self.cross,
+            )  # fmt: skip
 
-    def _run(self, ids: np.ndarray, mask: np.ndarray, positions: np.ndarray) -> np.ndarray:
-        def tensor(a: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
+    def _tensor(self, a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
 
+    def _slot_mask(self, mask: np.ndarray) -> torch.Tensor:
+        rows, width = mask.shape
+        if width > self.cache.capacity:  # a capacity too small for the search: grow, once
+            step = _COMPILED_CAPACITY_MULTIPLE
+            self.cache.grow(max(-(-width // step) * step, 2 * self.cache.capacity))
+        padded = np.zeros((rows, self.cache.capacity), dtype=np.int64)
+        padded[:, :width] = mask
+        return self._tensor(padded)
+
+    def _logits(self, ids: np.ndarray, mask: np.ndarray, positions: np.ndarray) -> torch.Tensor:
+        """Float32 next-token logits ``(N, V)`` on the device."""
+        if self.cache is not None:
+            length, width = ids.shape[1], mask.shape[1]
+            slots = torch.arange(width - length, width, device=self.device)
+            one_step = length == 1 and self.compiled is not None
+            run = self.compiled if one_step else decode_step
+            return run(
+                self.decoder, self._tensor(ids), self._slot_mask(mask), self._tensor(positions),
+                slots, self.cache.keys, self.cache.values, [k for k, _ in self.cross],
+                [v for _, v in self.cross], self.encoder_attention_mask,
+            )  # fmt: skip
         if self.self_cache is None:  # first call: an empty self-attention cache
             empty = self.cross[0][0][:, :, :0, :]
             self.self_cache = [(empty, empty)] * len(self.cross)
         past = tuple((sk, sv, ck, cv) for (sk, sv), (ck, cv) in zip(self.self_cache, self.cross))
         out = self.decoder.bert(
-            input_ids=tensor(ids),
-            attention_mask=tensor(mask),
-            position_ids=tensor(positions),
+            input_ids=self._tensor(ids),
+            attention_mask=self._tensor(mask),
+            position_ids=self._tensor(positions),
             encoder_attention_mask=self.encoder_attention_mask,
             past_key_values=past,
             use_cache=True,
             is_decoder=True,
         )
         self.self_cache = [(layer[0], layer[1]) for layer in out.past_key_values]
-        logits = self.decoder.cls(out.last_hidden_state[:, -1, :])  # (N, vocab)
-        return logits.float().cpu().numpy()
+        return self.decoder.cls(out.last_hidden_state[:, -1, :]).float()
 
     @torch.no_grad()
     def log_probs(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> torch.Tensor:
         """Next-token log-probabilities ``(N, T, V)`` for whole (right-padded) sequences."""
         empty = self.cross[0][0][:, :, :0, :]
         past = tuple((empty, empty, ck, cv) for ck, cv in self.cross)
-        ids = torch.from_numpy(np.ascontiguousarray(input_ids)).to(self.device)
-        mask = torch.from_numpy(np.ascontiguousarray(attention_mask)).to(self.device)
         out = self.decoder.bert(
-            input_ids=ids,
-            attention_mask=mask,
+            input_ids=self._tensor(input_ids),
+            attention_mask=self._tensor(attention_mask),
             encoder_attention_mask=self.encoder_attention_mask,
             past_key_values=past,
             is_decoder=True,
@@ -78,14 +167,33 @@ class TorchDecoderSession:
 
     @torch.no_grad()
     def prefill(self, input_ids, attention_mask, position_ids) -> np.ndarray:
-        return self._run(input_ids, attention_mask, position_ids)
+        return self._logits(input_ids, attention_mask, position_ids).cpu().numpy()
 
     @torch.no_grad()
     def step(self, token_ids, attention_mask, position_ids) -> np.ndarray:
-        return self._run(token_ids[:, None], attention_mask, position_ids[:, None])
+        logits = self._logits(token_ids[:, None], attention_mask, position_ids[:, None])
+        return logits.cpu().numpy()
+
+    @torch.no_grad()
+    def prefill_tokens(self, input_ids, attention_mask, position_ids) -> np.ndarray:
+        """``np.argmax(self.prefill(...), -1)``, computed on the device: int64 ``(N,)``."""
+        logits = self._logits(input_ids, attention_mask, position_ids)
+        return logits.argmax(dim=-1).cpu().numpy()
+
+    @torch.no_grad()
+    def step_tokens(self, token_ids, attention_mask, position_ids) -> np.ndarray:
+        """``np.argmax(self.step(...), -1)``, computed on the device: int64 ``(N,)``."""
+        logits = self._logits(token_ids[:, None], attention_mask, position_ids[:, None])
+        return logits.argmax(dim=-1).cpu().numpy()
 
     def reorder(self, indices: np.ndarray) -> None:
-        index = torch.from_numpy(np.ascontiguousarray(indices)).to(self.device)
+        index = self._tensor(indices)
+        if self.cache is not None:
+            self.cache.reorder(index)
+            return
         self.self_cache = [
             (k.index_select(0, index), v.index_select(0, index)) for k, v in self.self_cache
         ]
+
+
+__all__ = ["TorchDecoderSession", "compile_decoder", "decode_step"]

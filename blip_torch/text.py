@@ -3,6 +3,8 @@
 Parameter names equal the transformers state-dict keys.  The key/value cache is a tuple with one
 entry per layer, ``(self_key, self_value, cross_key, cross_value)``, each ``(B, heads, T, head_dim)``;
 cross-attention keys/values are computed once (on the first call) and reused afterwards.
+``past_key_values`` may instead be a :class:`blip_torch.cache.SlotCache` (fixed-size slot
+buffers: static shapes for compiled / exported decode steps).
 """
 
 from __future__ import annotations
@@ -12,44 +14,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from blip_core.config import BlipTextConfig
-from blip_core.constants import IGNORE_INDEX, SELF_ATTENTION_MASK_VALUE
+from blip_core.constants import IGNORE_INDEX
 from blip_core.outputs import (
     BaseModelOutputWithPoolingAndCrossAttentions,
     CausalLMOutputWithCrossAttentions,
 )
+from blip_torch.cache import SelfSlots, SlotCache
+from blip_torch.masks import cross_attention_mask, self_attention_mask, slot_attention_mask
 
 LayerCache = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]
-
-
-def self_attention_mask(
-    attention_mask: torch.Tensor, query_length: int, is_decoder: bool, dtype: torch.dtype
-) -> torch.Tensor:
-    """Additive mask ``(B, 1, Tq, Tk)`` (or ``(B, 1, 1, Tk)``): BERT's ``(1 - m) * -10000``.
-
-    ``attention_mask`` is ``(B, Tk)`` over past + current tokens (1 = attend).  In decoder mode a
-    query at position ``past + i`` sees keys ``0 .. past + i``.
-    """
-    if attention_mask.dim() == 3:
-        mask = attention_mask[:, None, :, :]
-    elif is_decoder:
-        key_length = attention_mask.shape[1]
-        past = key_length - query_length
-        q_pos = torch.arange(query_length, device=attention_mask.device)[:, None] + past
-        k_pos = torch.arange(key_length, device=attention_mask.device)[None, :]
-        causal = (k_pos <= q_pos).to(dtype)  # (Tq, Tk)
-        mask = causal[None, None] * attention_mask[:, None, None, :].to(dtype)
-    else:
-        mask = attention_mask[:, None, None, :]
-    return (1.0 - mask.to(dtype)) * SELF_ATTENTION_MASK_VALUE
-
-
-def cross_attention_mask(encoder_attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Additive ``(B, 1, 1, Tk)`` mask ``(1 - m) * finfo(dtype).min`` (transformers' invert_attention_mask)."""
-    if encoder_attention_mask.dim() == 3:
-        mask = encoder_attention_mask[:, None, :, :]
-    else:
-        mask = encoder_attention_mask[:, None, None, :]
-    return (1.0 - mask.to(dtype)) * torch.finfo(dtype).min
 
 
 class BlipTextEmbeddings(nn.Module):
@@ -125,6 +98,12 @@ class BlipTextSelfAttention(nn.Module):
                 key, value = past_key_value
             else:
                 key, value = self.project_key_value(encoder_hidden_states)
+        elif past_key_value is not None and isinstance(past_key_value[0], SelfSlots):
+            cache = past_key_value[0]  # write the new keys/values into their slots
+            new_key, new_value = self.project_key_value(hidden_states)
+            cache.key.index_copy_(2, cache.slots, new_key)
+            cache.value.index_copy_(2, cache.slots, new_value)
+            key, value = cache.key, cache.value
         else:
             key, value = self.project_key_value(hidden_states)
             if past_key_value is not None:
@@ -377,11 +356,20 @@ class BlipTextModel(nn.Module):
                 "You have to specify either input_ids or inputs_embeds or encoder_embeds"
             )
         use_cache = bool(use_cache) and is_decoder
-        past_length = past_key_values[0][0].shape[2] if past_key_values is not None else 0
         dtype = self.embeddings.word_embeddings.weight.dtype
-        if attention_mask is None:
-            attention_mask = torch.ones((batch, past_length + length), device=device)
-        extended_mask = self_attention_mask(attention_mask, length, is_decoder, dtype)
+        if isinstance(past_key_values, SlotCache):
+            if attention_mask is None or position_ids is None or not is_decoder:
+                raise ValueError(
+                    "a SlotCache needs is_decoder=True, attention_mask (N, C) over its slots "
+                    "and position_ids"
+                )
+            extended_mask = slot_attention_mask(attention_mask, past_key_values.slots, dtype)
+            past_key_values, past_length = past_key_values.layer_caches(), 0
+        else:
+            past_length = past_key_values[0][0].shape[2] if past_key_values is not None else 0
+            if attention_mask is None:
+                attention_mask = torch.ones((batch, past_length + length), device=device)
+            extended_mask = self_attention_mask(attention_mask, length, is_decoder, dtype)
         encoder_mask = None
         if encoder_hidden_states is not None or (
             past_key_values is not None and past_key_values[0][2] is not None
