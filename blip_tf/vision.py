@@ -12,34 +12,9 @@ import tensorflow as tf
 from keras import ops
 
 from blip_core.config import BlipVisionConfig
+from blip_core.weights.resize import bicubic_matrix as bicubic_resize_matrix
 from blip_tf.checkpoint import PreTrainedMixin, dense, layer_norm, unpack_inputs, weight_init
 from blip_tf.outputs import BaseModelOutputWithPooling
-
-
-def _cubic_weights(t: float) -> list[float]:
-    """PyTorch's bicubic kernel (A = -0.75) at the four taps around a sample at offset ``t``."""
-    a = -0.75
-
-    def near(x: float) -> float:  # |x| <= 1
-        return ((a + 2) * x - (a + 3)) * x * x + 1
-
-    def far(x: float) -> float:  # 1 < |x| < 2
-        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
-
-    return [far(t + 1), near(t), near(1 - t), far(2 - t)]
-
-
-def bicubic_resize_matrix(in_size: int, out_size: int) -> np.ndarray:
-    """``(out_size, in_size)`` matrix equal to ``F.interpolate(mode="bicubic",
-    align_corners=False)`` along one axis (taps clamped at the borders, as PyTorch does)."""
-    scale = in_size / out_size
-    matrix = np.zeros((out_size, in_size), dtype=np.float64)
-    for dst in range(out_size):
-        src = scale * (dst + 0.5) - 0.5
-        base = int(np.floor(src))
-        for tap, weight in zip(range(base - 1, base + 3), _cubic_weights(src - base)):
-            matrix[dst, min(max(tap, 0), in_size - 1)] += weight
-    return matrix
 
 
 class BlipVisionEmbeddings(keras.layers.Layer):

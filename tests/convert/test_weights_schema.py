@@ -110,13 +110,22 @@ def test_fill_untied_lm_head():
     assert fill_untied_lm_head(root)["cls.predictions.decoder.weight"] is emb
 
 
-def test_one_bicubic_matrix_for_both_backends():
-    """blip_tf's position-embedding resize must be this matrix (until it imports it)."""
+def test_one_bicubic_matrix_equals_torch_interpolate():
+    """The one resize matrix (used by the converter and blip_tf) is torch's bicubic
+    ``F.interpolate(align_corners=False)`` along one axis; blip_tf uses this very function."""
+    torch = pytest.importorskip("torch")
     vision = pytest.importorskip("blip_tf.vision")
-    for sizes in [(24, 30), (24, 14), (4, 5), (7, 3), (1, 4)]:
-        np.testing.assert_allclose(
-            vision.bicubic_resize_matrix(*sizes), bicubic_matrix(*sizes), rtol=0, atol=1e-15
-        )
+    assert vision.bicubic_resize_matrix is bicubic_matrix
+    rng = np.random.default_rng(0)
+    for n_in, n_out in [(24, 30), (24, 14), (4, 5), (7, 3), (1, 4)]:
+        x = rng.standard_normal(n_in)
+        expected = torch.nn.functional.interpolate(
+            torch.from_numpy(x)[None, None, :, None],
+            size=(n_out, 1),
+            mode="bicubic",
+            align_corners=False,
+        )[0, 0, :, 0].numpy()
+        np.testing.assert_allclose(bicubic_matrix(n_in, n_out) @ x, expected, rtol=0, atol=1e-12)
 
 
 def test_safetensors_reader_maps_the_file(tmp_path):
