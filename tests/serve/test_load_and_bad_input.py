@@ -133,3 +133,34 @@ def test_full_queue_answers_503(server, library):
     expected = task.caption_pixels(pixels(task, EXAMPLES[1]), num_beams=4)[0]
     assert all(a.json()["caption"] == expected for a in answers if a.status_code == 200)
     assert _caption(tight, EXAMPLES[1]).status_code == 200  # and it goes on
+
+
+def test_disconnected_request_is_not_run(server):
+    """A client that gives up while its request waits is dropped: the model never runs it."""
+    import socket
+    import time
+
+    tight = server["tight"]
+    parts = urlsplit(tight)
+    health = f"{tight}/health"
+    before = requests.get(health, timeout=10).json()["completed"]["caption"]
+    body = (
+        b'--xyz\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n'
+        b"Content-Type: image/png\r\n\r\n" + EXAMPLES[1].read_bytes() + b"\r\n"
+        b'--xyz\r\nContent-Disposition: form-data; name="num_beams"\r\n\r\n4\r\n--xyz--\r\n'
+    )
+    head = (
+        f"POST {parts.path}/caption HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+        f"Content-Type: multipart/form-data; boundary=xyz\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        busy = pool.submit(_caption, tight, EXAMPLES[1], num_beams=4)  # holds the replica
+        time.sleep(0.2)
+        with socket.create_connection((parts.hostname, parts.port)) as sock:
+            sock.sendall(head + body)  # waits behind the busy one ...
+            time.sleep(0.2)
+        # ... and hangs up
+        assert busy.result().status_code == 200
+    time.sleep(3)
+    after = requests.get(health, timeout=10).json()["completed"]["caption"]
+    assert after - before == 1
