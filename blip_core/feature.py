@@ -50,14 +50,15 @@ def convert_to_tensors(value: Any, return_tensors: str | None, key: str = "value
 
     ``return_tensors`` is ``None`` (returned unchanged), ``"np"``, ``"pt"`` or ``"tf"``.  Ragged
     rows raise a ``ValueError`` naming ``key``.  Integer Python lists become int64 for numpy and
-    torch and int32 for TensorFlow, as ``tf.constant`` (and ``transformers``) make them.
+    torch and int32 for TensorFlow, as ``tf.constant`` (and ``transformers``) make them; so do
+    empty ones (token ids of empty texts), which numpy alone would make float.
     """
     if return_tensors is None:
         return value
     return_tensors = getattr(return_tensors, "value", return_tensors)  # a TensorType enum
     if return_tensors not in ("np", "pt", "tf"):
         raise ValueError(f"return_tensors must be None, 'np', 'pt' or 'tf', got {return_tensors!r}")
-    if return_tensors == "tf" and not isinstance(value, np.ndarray):
+    if return_tensors == "tf" and not isinstance(value, np.ndarray) and not _is_empty(value):
         import tensorflow as tf  # lazy: only for return_tensors="tf"
 
         try:
@@ -79,6 +80,8 @@ def convert_to_tensors(value: Any, return_tensors: str | None, key: str = "value
             f"cannot stack {key!r} into one tensor: rows have different lengths/shapes; "
             "use padding=True (text) or do_resize=True (images)"
         )
+    if array.size == 0 and not isinstance(value, np.ndarray):
+        array = array.astype(np.int32 if return_tensors == "tf" else np.int64)
     if return_tensors == "np":
         return array
     if return_tensors == "pt":
@@ -88,6 +91,13 @@ def convert_to_tensors(value: Any, return_tensors: str | None, key: str = "value
     import tensorflow as tf  # lazy: only for return_tensors="tf"
 
     return tf.constant(array)
+
+
+def _is_empty(value: Any) -> bool:
+    """A (nested) list or tuple without any element at the bottom, like ``[[], []]``."""
+    if isinstance(value, (list, tuple)):
+        return all(_is_empty(v) for v in value)
+    return False
 
 
 class BatchFeature(dict):

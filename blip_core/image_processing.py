@@ -8,8 +8,11 @@ pixels agree to float32 rounding:
   resized, and divided by 255 again -- after which the default ``do_rescale`` divides by 255 a
   second time (pass ``do_rescale=False`` for images already in ``[0, 1]``, as the reference says).
 * Non-RGB Pillow images are converted with ``Image.convert("RGB")``: grayscale is replicated, the
-  alpha channel is dropped (not composited), palettes are expanded, and 16-bit values are clipped
-  to 255 (Pillow's conversion, which the reference uses too).
+  alpha channel is dropped (not composited), palettes are expanded.
+* 16-bit images (Pillow modes ``I;16*`` / ``I``, ``uint16`` arrays) are scaled to 8 bits by
+  ``value >> 8`` -- a deliberate difference: the reference clips every value above 255 to 255.
+  ``scale_16bit=False`` reproduces the reference (see :mod:`blip_core.image_io`).
+* Images without pixels (a zero-sized axis) are a ``ValueError`` naming the shape.
 * Image files are opened, EXIF-transposed and converted to RGB whatever ``do_convert_rgb`` says.
 
 Importing this module imports neither torch nor tensorflow; they are imported only to build
@@ -30,7 +33,13 @@ import numpy as np
 import PIL.Image
 
 from blip_core.feature import BatchFeature, convert_to_tensors, to_numpy
-from blip_core.image_io import ImageLoadError, flatten_images, load_image
+from blip_core.image_io import (
+    ImageLoadError,
+    flatten_images,
+    load_image,
+    scale_16bit_array,
+    to_rgb,
+)
 
 logger = logging.getLogger(__name__)
 _warned_rescaled = False  # warn once per process, as the reference's ``warning_once``
@@ -225,6 +234,9 @@ class BlipImageProcessor:
         do_normalize: subtract ``image_mean`` and divide by ``image_std`` per channel.
         image_mean, image_std: OpenAI CLIP statistics by default.
         do_convert_rgb: convert non-RGB Pillow images (and 1-, 2- or 4-channel arrays) to RGB.
+        scale_16bit: scale 16-bit images to 8 bits by ``>> 8`` (default); ``False`` keeps the
+            reference's conversion, which clips values above 255.  Written to
+            ``preprocessor_config.json`` only when ``False``.
         **kwargs: other keys of a ``preprocessor_config.json``; kept and written back unchanged.
 
     Calling the processor returns a :class:`BatchFeature` with ``pixel_values`` of shape
@@ -255,6 +267,7 @@ class BlipImageProcessor:
         image_mean: float | Sequence[float] | None = None,
         image_std: float | Sequence[float] | None = None,
         do_convert_rgb: bool = True,
+        scale_16bit: bool = True,
         **kwargs: Any,
     ) -> None:
         self.do_resize = bool(do_resize)
@@ -270,6 +283,7 @@ class BlipImageProcessor:
         if self.image_std is None:
             self.image_std = list(OPENAI_CLIP_STD)
         self.do_convert_rgb = bool(do_convert_rgb)
+        self.scale_16bit = bool(scale_16bit)
         kwargs.pop("image_processor_type", None)
         self.processor_class: str | None = kwargs.pop("processor_class", None)
         self.extra: dict[str, Any] = kwargs
@@ -303,6 +317,7 @@ class BlipImageProcessor:
         do_convert_rgb: bool | None = None,
         data_format: str = CHANNELS_FIRST,
         input_data_format: str | None = None,
+        scale_16bit: bool | None = None,
     ) -> BatchFeature:
         """Preprocess one image or a batch.
 
@@ -314,6 +329,7 @@ class BlipImageProcessor:
             data_format: layout of the output, ``"channels_first"`` (default) or
                 ``"channels_last"``.
             input_data_format: layout of array inputs when it cannot be inferred (e.g. 3x3x3).
+            scale_16bit: scale 16-bit images by ``>> 8`` (``False``: clip, as the reference).
             Other arguments override the processor's settings for this call.
 
         Returns:
@@ -330,14 +346,15 @@ class BlipImageProcessor:
         image_mean = self.image_mean if image_mean is None else image_mean
         image_std = self.image_std if image_std is None else image_std
         do_convert_rgb = self.do_convert_rgb if do_convert_rgb is None else do_convert_rgb
+        scale_16bit = self.scale_16bit if scale_16bit is None else bool(scale_16bit)
         out_format = _check_format("data_format", data_format, allow_none=False)
         in_format = _check_format("input_data_format", input_data_format, allow_none=True)
 
         arrays: list[tuple[np.ndarray, str]] = []
-        for image in flatten_images(images):
+        for image in flatten_images(images, scale_16bit):
             if isinstance(image, PIL.Image.Image):
                 if do_convert_rgb and image.mode != "RGB":
-                    image = image.convert("RGB")
+                    image = to_rgb(image, scale_16bit)
                 array = np.array(image)
                 if array.ndim != 3:
                     raise ValueError(
@@ -349,6 +366,8 @@ class BlipImageProcessor:
                 arrays.append((array, CHANNELS_LAST))
                 continue
             fmt = in_format
+            if scale_16bit and image.dtype.kind == "u" and image.dtype.itemsize == 2:
+                image = scale_16bit_array(image)
             if do_convert_rgb and (image.ndim == 2 or _channels(image, fmt) in (1, 2, 4)):
                 image, fmt = _rgb_from_array(image, fmt)
             if image.ndim != 3:
@@ -397,6 +416,8 @@ class BlipImageProcessor:
         out: dict[str, Any] = copy.deepcopy(self.extra)
         for key in self._KNOWN:
             out[key] = copy.deepcopy(getattr(self, key))
+        if not self.scale_16bit:  # default files stay identical to the reference's
+            out["scale_16bit"] = False
         out["image_processor_type"] = "BlipImageProcessor"
         if self.processor_class is not None:
             out["processor_class"] = self.processor_class

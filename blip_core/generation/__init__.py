@@ -18,6 +18,7 @@ from blip_core.generation.processors import (
 from blip_core.generation.prompts import (
     answer_prompts,
     caption_prompts,
+    check_attention_mask,
     left_align,
     sequence_log_likelihood,
     strip_prompt,
@@ -57,6 +58,7 @@ __all__ = [
     "apply_warpers",
     "blip_generation_config",
     "caption_prompts",
+    "check_attention_mask",
     "generate_ids",
     "left_align",
     "length_limits",

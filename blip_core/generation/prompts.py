@@ -26,6 +26,21 @@ def left_align(prompts: Sequence[Sequence[int]], pad_token_id: int):
     return ids, mask, positions, lengths
 
 
+def check_attention_mask(
+    ids: np.ndarray,
+    mask: np.ndarray,
+    ids_name: str = "input_ids",
+    mask_name: str = "attention_mask",
+) -> None:
+    """A ``ValueError`` naming both arguments when ``mask`` does not have ``ids``' shape (a mask
+    shorter than the ids used to end in a numpy IndexError)."""
+    if mask.shape != ids.shape:
+        raise ValueError(
+            f"{mask_name} has shape {tuple(mask.shape)} but {ids_name} has shape "
+            f"{tuple(ids.shape)}; they must match (one mask entry per token)"
+        )
+
+
 def caption_prompts(
     input_ids: np.ndarray | None,
     attention_mask: np.ndarray | None,
@@ -46,6 +61,9 @@ def caption_prompts(
     if attention_mask is None:
         attention_mask = np.ones_like(input_ids)
     attention_mask = np.asarray(attention_mask)
+    if attention_mask.ndim == 1:
+        attention_mask = attention_mask[None]
+    check_attention_mask(input_ids, attention_mask)
     if input_ids.shape[0] not in (1, batch_size):
         raise ValueError(
             f"input_ids has {input_ids.shape[0]} rows but pixel_values has {batch_size} images"
@@ -73,6 +91,9 @@ def answer_prompts(
     if ids.ndim == 1:
         ids = ids[None]
     mask = np.ones_like(ids) if answer_mask is None else np.asarray(answer_mask, dtype=np.int64)
+    if mask.ndim == 1:
+        mask = mask[None]
+    check_attention_mask(ids, mask, "answer_ids", "answer_mask")
     ids[:, 0] = bos_token_id
     return ids, mask
 

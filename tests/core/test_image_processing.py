@@ -260,7 +260,9 @@ def _compare(reference, ours, image, **kwargs) -> None:
 
 @pytest.mark.parametrize("name", list(make_images(np.random.default_rng(0))))
 def test_parity_default_settings(reference, images, name) -> None:
-    _compare(reference, BlipImageProcessor(), images[name])
+    # 16-bit images are scaled by default (the reference clips them): use the faithful switch.
+    ours = BlipImageProcessor(scale_16bit=False) if name == "pil_I16" else BlipImageProcessor()
+    _compare(reference, ours, images[name])
 
 
 @pytest.mark.parametrize(
@@ -289,8 +291,9 @@ def test_parity_batch_and_paths(reference, images, tmp_path) -> None:
     for name in ("pil_rgb_portrait", "pil_L", "pil_I16", "pil_P"):
         images[name].save(tmp_path / f"{name}.png")
     paths = [str(tmp_path / f"{n}.png") for n in ("pil_rgb_portrait", "pil_L", "pil_I16", "pil_P")]
-    _compare(reference, BlipImageProcessor(), paths)
-    _compare(reference, BlipImageProcessor(), paths[2])
+    _compare(reference, BlipImageProcessor(scale_16bit=False), paths)  # the reference clips 16-bit
+    _compare(reference, BlipImageProcessor(scale_16bit=False), paths[2])
+    _compare(reference, BlipImageProcessor(), paths[:2] + paths[3:])
 
 
 def test_parity_torch_tensor(reference, images) -> None:
