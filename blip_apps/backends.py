@@ -1,5 +1,5 @@
-"""A backend by name: the adapter object (:class:`blip_core.adapter.Backend`) of ``blip_torch``
-or ``blip_tf``, imported only when asked for.
+"""A backend by name: the adapter object (:class:`blip_core.adapter.Backend`) of ``blip_torch``,
+``blip_tf`` or ``blip_onnx`` (a directory written by ``blip export``), imported only when asked for.
 
 The pipeline, the ``blip`` command and the demo evaluation convert tensors and pick model
 classes through this one object (``to_numpy``, ``from_numpy``, ``inference``, ``model_class``,
@@ -12,9 +12,9 @@ import importlib
 import os
 from typing import Any
 
-BACKENDS = ("torch", "tf")
-_MODULES = {"torch": "blip_torch", "tf": "blip_tf"}
-_EXTRAS = {"torch": "torch", "tf": "tf"}
+BACKENDS = ("torch", "tf", "onnx")
+_MODULES = {"torch": "blip_torch", "tf": "blip_tf", "onnx": "blip_onnx"}
+_EXTRAS = {"torch": "torch", "tf": "tf", "onnx": "onnx"}
 
 
 def _set_threads(name: str, threads: int | None) -> None:
@@ -36,8 +36,8 @@ def _set_threads(name: str, threads: int | None) -> None:
 
 
 def load_backend(name: str, threads: int | None = None) -> Any:
-    """The adapter of backend ``name`` (``"torch"`` or ``"tf"``): ``blip_torch.adapter.BACKEND``
-    or ``blip_tf.adapter.BACKEND``.
+    """The adapter of backend ``name`` (``"torch"``, ``"tf"`` or ``"onnx"``):
+    ``blip_torch.adapter.BACKEND``, ``blip_tf.adapter.BACKEND`` or ``blip_onnx.adapter.BACKEND``.
 
     ``threads``: CPU threads for the framework's intra-op pool (torch: all cores when ``None``).
 

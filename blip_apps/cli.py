@@ -6,6 +6,7 @@
     blip match IMAGE "text" ["text" ...]
     blip search --images DIR --query "text" [--top-k K] [--batch-size N]
     blip convert SRC DST --to {pt,tf} ...
+    blip export MODEL_DIR OUT_DIR [--format onnx|savedmodel] [--dtype fp32|int8] [--force]
 
 Without ``--model`` the bundled demo models (trained by this project on generated shape
 scenes) are used.  Results stream as JSON lines (stdout, or ``--output``).  An image that
@@ -72,7 +73,14 @@ def answer_list(text: str) -> list[str]:
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="model directory or hub id (default: bundled demo model)")
-    parser.add_argument("--backend", choices=("torch", "tf"), default="torch")
+    from blip_apps.backends import BACKENDS
+
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="torch",
+        help="torch, tf, or onnx (a directory written by 'blip export')",
+    )
     parser.add_argument("--output", help="write JSON lines to this file instead of stdout")
 
 
@@ -125,6 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _common(p)
     p.set_defaults(func=commands.cmd_search)
+
+    from blip_apps.export.command import add_parser as add_export
+
+    add_export(sub)
 
     p = sub.add_parser("convert", help="convert weights (see blip-convert --help)", add_help=False)
     p.add_argument("rest", nargs=argparse.REMAINDER)

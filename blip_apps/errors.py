@@ -17,7 +17,7 @@ from blip_core.weights import WeightLoadError
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1  # the run finished, but some inputs (images) could not be used
 EXIT_USAGE = 2  # bad command line or argument value (argparse's own code)
-EXIT_VERIFICATION = 3  # blip convert: the converted weights do not reproduce the source's outputs
+EXIT_VERIFICATION = 3  # blip convert / export: the written files do not reproduce the source
 EXIT_MODEL = 4  # the model directory, its config, tokenizer or weights could not be loaded
 EXIT_INTERNAL = 70  # an unexpected error, a bug (EX_SOFTWARE in sysexits.h)
 EXIT_INTERRUPTED = 130  # Ctrl-C
@@ -29,7 +29,7 @@ EXIT_CODES = {
         "(blip convert: the conversion failed)"
     ),
     EXIT_USAGE: "bad command line or argument value",
-    EXIT_VERIFICATION: "blip convert: verification of the converted weights failed",
+    EXIT_VERIFICATION: "blip convert / blip export: verification of the output failed",
     EXIT_MODEL: "the model (directory, config, tokenizer or weights) could not be loaded",
     EXIT_INTERNAL: "internal error (a bug): a traceback is printed; please report it",
 }
