@@ -40,6 +40,15 @@ from blip_core.image_io import (
     scale_16bit_array,
     to_rgb,
 )
+from blip_core.image_layout import (
+    CHANNELS_FIRST,
+    CHANNELS_LAST,
+    channel_count,
+    from_channels_last,
+    infer_channel_format,
+    rgb_from_array,
+    to_channels_last,
+)
 
 logger = logging.getLogger(__name__)
 _warned_rescaled = False  # warn once per process, as the reference's ``warning_once``
@@ -49,8 +58,6 @@ OPENAI_CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 OPENAI_CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 BICUBIC = 3  # PIL.Image.Resampling.BICUBIC
 
-CHANNELS_FIRST = "channels_first"
-CHANNELS_LAST = "channels_last"
 
 # BatchFeature, ImageLoadError, load_image, convert_to_tensors and to_numpy live in
 # blip_core.feature / blip_core.image_io and are re-exported from here.
@@ -59,6 +66,7 @@ __all__ = [
     "BlipImageProcessor",
     "ImageLoadError",
     "convert_to_tensors",
+    "infer_channel_format",
     "load_image",
     "to_numpy",
 ]
@@ -67,55 +75,6 @@ __all__ = [
 # --------------------------------------------------------------------------------------------
 # Array steps (each mirrors the reference function of the same purpose)
 # --------------------------------------------------------------------------------------------
-
-
-def infer_channel_format(image: np.ndarray, num_channels: Sequence[int] = (1, 3)) -> str:
-    """``"channels_first"`` or ``"channels_last"`` for a 3-D array, by the reference's rule.
-
-    A first axis of size 1 or 3 wins (also when the last axis could be channels too); else a last
-    axis of size 1 or 3; else ``ValueError``.
-    """
-    if image.ndim != 3:
-        raise ValueError(f"expected a 3-D image array, got shape {image.shape}")
-    if image.shape[0] in num_channels:
-        return CHANNELS_FIRST
-    if image.shape[2] in num_channels:
-        return CHANNELS_LAST
-    raise ValueError(
-        f"cannot tell the channel axis of an image of shape {image.shape}: neither the first nor "
-        f"the last axis has {' or '.join(map(str, num_channels))} entries; pass input_data_format"
-    )
-
-
-def _to_channels_last(image: np.ndarray, fmt: str) -> np.ndarray:
-    return image.transpose(1, 2, 0) if fmt == CHANNELS_FIRST else image
-
-
-def _from_channels_last(image: np.ndarray, fmt: str) -> np.ndarray:
-    return image.transpose(2, 0, 1) if fmt == CHANNELS_FIRST else image
-
-
-def _rgb_from_array(image: np.ndarray, fmt: str | None) -> tuple[np.ndarray, str]:
-    """Make an array 3-channel: (H, W) or 1 channel replicated, 2 (LA) or 4 (RGBA) channels lose
-    alpha -- what ``Image.convert("RGB")`` does for those modes.  Returns (HWC or CHW array, fmt).
-
-    The reference raises for these arrays (its normalize step expects 3 channels); handling them
-    is an extension.
-    """
-    if image.ndim == 2:
-        return np.repeat(image[:, :, None], 3, axis=2), CHANNELS_LAST
-    if fmt is None:
-        try:
-            fmt = infer_channel_format(image)
-        except ValueError:
-            fmt = infer_channel_format(image, num_channels=(2, 4))
-    hwc = _to_channels_last(image, fmt)
-    channels = hwc.shape[2]
-    if channels == 1 or channels == 2:
-        hwc = np.repeat(hwc[:, :, :1], 3, axis=2)
-    elif channels == 4:
-        hwc = hwc[:, :, :3]
-    return _from_channels_last(hwc, fmt), fmt
 
 
 def _needs_rescale_for_pil(image: np.ndarray) -> bool:
@@ -149,7 +108,7 @@ def resize(image: np.ndarray, height: int, width: int, resample: int, fmt: str) 
     As in the reference: float data in [0, 1] is scaled to [0, 255] and truncated to uint8 for
     Pillow, then scaled back to [0, 1] (float32); other data is cast to uint8 and stays uint8.
     """
-    hwc = _to_channels_last(image, fmt)
+    hwc = to_channels_last(image, fmt)
     if hwc.shape[-1] == 1:
         hwc = hwc[:, :, 0]
     scaled = _needs_rescale_for_pil(hwc)
@@ -159,7 +118,7 @@ def resize(image: np.ndarray, height: int, width: int, resample: int, fmt: str) 
     out = np.array(pil.resize((width, height), resample=resample))
     if out.ndim == 2:
         out = out[:, :, None]
-    out = _from_channels_last(out, fmt)
+    out = from_channels_last(out, fmt)
     return rescale(out, 1 / 255) if scaled else out
 
 
@@ -368,8 +327,8 @@ class BlipImageProcessor:
             fmt = in_format
             if scale_16bit and image.dtype.kind == "u" and image.dtype.itemsize == 2:
                 image = scale_16bit_array(image)
-            if do_convert_rgb and (image.ndim == 2 or _channels(image, fmt) in (1, 2, 4)):
-                image, fmt = _rgb_from_array(image, fmt)
+            if do_convert_rgb and (image.ndim == 2 or channel_count(image, fmt) in (1, 2, 4)):
+                image, fmt = rgb_from_array(image, fmt)
             if image.ndim != 3:
                 raise ValueError(
                     f"an image array of shape {image.shape} has no channel axis; "
@@ -394,7 +353,7 @@ class BlipImageProcessor:
             if do_normalize:
                 array = normalize(array, image_mean, image_std, fmt)
             if fmt != out_format:
-                array = _from_channels_last(_to_channels_last(array, fmt), out_format)
+                array = from_channels_last(to_channels_last(array, fmt), out_format)
             pixel_values.append(np.asarray(array, dtype=np.float32))
 
         if len({a.shape for a in pixel_values}) == 1:
@@ -459,21 +418,6 @@ class BlipImageProcessor:
         tmp.write_text(self.to_json_string(), encoding="utf-8")
         os.replace(tmp, out)
         return out
-
-
-def _channels(image: np.ndarray, fmt: str | None) -> int | None:
-    """Channel count of a 3-D array (None when it cannot be told), using ``fmt`` when given."""
-    if image.ndim != 3:
-        return None
-    if fmt is not None:
-        return image.shape[0] if fmt == CHANNELS_FIRST else image.shape[2]
-    for candidates in ((1, 3), (2, 4)):
-        try:
-            fmt = infer_channel_format(image, candidates)
-        except ValueError:
-            continue
-        return image.shape[0] if fmt == CHANNELS_FIRST else image.shape[2]
-    return None
 
 
 def _is_scaled(image: np.ndarray) -> bool:
