@@ -12,7 +12,8 @@ On CPU these kernels pay only under ``torch.compile`` with bfloat16 activations 
 weight-only is slower than float32 there), so :func:`quantize` casts to bfloat16 and opts in
 to the compiled decode step (:func:`blip_torch.compile_decoder`) by default.  Embeddings,
 LayerNorms and the attention products stay in the activation dtype; the tied LM-head weight
-is quantized for the head only (the word embeddings keep their float copy).
+is quantized for the head only (the word embeddings keep their float copy).  Linear layers whose
+``in_features`` is not a multiple of 8 keep float weights (see ``_IN_FEATURES_MULTIPLE``).
 
 A quantized model is for inference: ``save_pretrained`` / ``state_dict`` round trips are not
 supported (save before quantizing).
@@ -41,6 +42,16 @@ def _torchao(scheme: str):
         ) from error
     config = Int8WeightOnlyConfig() if scheme == "int8" else Int8DynamicActivationInt8WeightConfig()
     return quantize_, config
+
+
+# Compiled on CPU (torch 2.13, torchao 0.18), inductor's int8 weight-only product crashes the
+# process (SIGSEGV) when a Linear's in_features is not a multiple of 8 (36 and 37 do; 32, 40 and
+# every BLIP-base width do not): such layers keep their float weights.
+_IN_FEATURES_MULTIPLE = 8
+
+
+def _quantizable(module: nn.Module, name: str) -> bool:
+    return isinstance(module, nn.Linear) and module.in_features % _IN_FEATURES_MULTIPLE == 0
 
 
 def _towers(model: nn.Module, parts) -> list[nn.Module]:
@@ -82,7 +93,7 @@ def quantize(
     if device is not None:
         model.to(device)
     for tower in towers:
-        quantize_(tower, config)
+        quantize_(tower, config, filter_fn=_quantizable)
     if compile:
         from blip_torch.generation import compile_decoder
         from blip_torch.text import BlipTextLMHeadModel

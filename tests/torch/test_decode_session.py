@@ -1,0 +1,149 @@
+"""The decoder session: the fixed-size slot cache gives the concat cache's logits (prefill, steps,
+beam reorders, left-padded prompts of mixed lengths); on-device argmax equals numpy's argmax of
+the same logits; a too-small capacity grows; the compiled step gives the eager ids."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import blip_torch  # noqa: E402
+from blip_core.generation import left_align  # noqa: E402
+from blip_torch.cache import SlotCache  # noqa: E402
+from blip_torch.generation import TorchDecoderSession  # noqa: E402
+from tests.helpers import make_inputs  # noqa: E402
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "reference"
+HAS_COMPILER = shutil.which("g++") is not None or shutil.which("c++") is not None
+
+
+@pytest.fixture(scope="module")
+def caption():
+    model = blip_torch.BlipForConditionalGeneration.from_pretrained(FIXTURES / "caption")
+    pixels = torch.from_numpy(make_inputs(batch=2, seed=5)["pixel_values"])
+    with torch.no_grad():
+        states = model.vision_model(pixels).last_hidden_state
+    return model, states
+
+
+def drive(session, prompts, steps, beams=1, seed=0):
+    """Prefill, then ``steps`` steps feeding fixed pseudo-random tokens (reordering rows as a
+    beam search would); every logits array returned."""
+    rng = np.random.default_rng(seed)
+    ids, mask, positions, _ = left_align(prompts, 0)
+    out = [session.prefill(ids, mask, positions)]
+    next_positions = positions[:, -1] + 1
+    rows = len(prompts)
+    for _ in range(steps):
+        if beams > 1:  # row i takes a random row of its own image
+            base = np.arange(rows) // beams * beams
+            session.reorder(base + rng.integers(0, beams, rows))
+        tokens = rng.integers(4, 90, rows)
+        mask = np.concatenate([mask, np.ones((rows, 1), dtype=np.int64)], axis=1)
+        out.append(session.step(tokens, mask, next_positions))
+        next_positions = next_positions + 1
+    return out
+
+
+@pytest.mark.parametrize("beams", [1, 3])
+def test_slot_cache_gives_the_concat_cache_logits(caption, beams):
+    model, states = caption
+    prompts = [[30, 41, 52], [30, 7, 8, 9, 10, 11], [30]][:2] * beams
+    prompts = [p for p in prompts[:2] for _ in range(beams)]
+    width = max(map(len, prompts))
+    concat = TorchDecoderSession(model.text_decoder, states, None, beams)
+    slots = TorchDecoderSession(model.text_decoder, states, None, beams, capacity=width + 6)
+    assert concat.cache is None and slots.cache.capacity == width + 6
+    for want, got in zip(drive(concat, prompts, 6, beams), drive(slots, prompts, 6, beams)):
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(got, want, atol=2e-6, rtol=0)
+
+
+def test_too_small_capacity_grows(caption):
+    model, states = caption
+    prompts = [[30, 41], [30, 7, 8, 9]]
+    concat = TorchDecoderSession(model.text_decoder, states, None, 1)
+    small = TorchDecoderSession(model.text_decoder, states, None, 1, capacity=5)
+    for want, got in zip(drive(concat, prompts, 8), drive(small, prompts, 8)):
+        np.testing.assert_allclose(got, want, atol=2e-6, rtol=0)
+    assert small.cache.capacity >= 4 + 8
+
+
+def test_device_argmax_is_numpy_argmax_of_the_same_logits(caption):
+    model, states = caption
+    prompts = [[30, 41, 52], [30, 7]]
+    ids, mask, positions, _ = left_align(prompts, 0)
+    a = TorchDecoderSession(model.text_decoder, states, None, 1, capacity=8)
+    b = TorchDecoderSession(model.text_decoder, states, None, 1, capacity=8)
+    logits, tokens = a.prefill(ids, mask, positions), b.prefill_tokens(ids, mask, positions)
+    assert tokens.dtype == np.int64 and tokens.tolist() == np.argmax(logits, -1).tolist()
+    step_ids = np.array([5, 6])
+    mask = np.concatenate([mask, np.ones((2, 1), dtype=np.int64)], axis=1)
+    logits = a.step(step_ids, mask, positions[:, -1] + 1)
+    tokens = b.step_tokens(step_ids, mask, positions[:, -1] + 1)
+    assert tokens.tolist() == np.argmax(logits, -1).tolist()
+
+
+def test_text_model_slot_cache_matches_concat_past(caption):
+    """BlipTextModel itself: a SlotCache forward equals the concat-past forward."""
+    model, states = caption
+    bert, layers = model.text_decoder.bert, model.text_decoder.bert.encoder.layer
+    cross = [layer.crossattention.self.project_key_value(states) for layer in layers]
+    ids = torch.tensor([[30, 41, 52], [30, 7, 8]])
+    mask = torch.tensor([[0, 1, 1], [1, 1, 1]])
+    positions = torch.tensor([[0, 0, 1], [0, 1, 2]])
+    heads = model.config.text_config.num_attention_heads
+    head_dim = model.config.text_config.hidden_size // heads
+    cache = SlotCache.allocate(2, 7, heads, head_dim, len(layers), states, cross=cross)
+    key_mask = torch.zeros(2, 7, dtype=torch.long)
+    key_mask[:, :3] = mask
+    with torch.no_grad():
+        empty = cross[0][0][:, :, :0]
+        want = bert(
+            input_ids=ids, attention_mask=mask, position_ids=positions, is_decoder=True,
+            past_key_values=tuple((empty, empty, k, v) for k, v in cross), use_cache=True,
+        )  # fmt: skip
+        got = bert(
+            input_ids=ids, attention_mask=key_mask, position_ids=positions, is_decoder=True,
+            past_key_values=cache.at(torch.arange(3)),
+        )  # fmt: skip
+    # Real positions agree; a padding query attends nothing, so its (unused) state is a uniform
+    # average over every masked key -- 3 keys in the concat cache, 7 slots here.
+    real = mask.bool()
+    torch.testing.assert_close(
+        got.last_hidden_state[real], want.last_hidden_state[real], atol=2e-6, rtol=0
+    )
+    for (k, v), layer_past in zip(zip(cache.keys, cache.values), want.past_key_values):
+        torch.testing.assert_close(
+            k[:, :, :3].transpose(1, 2)[real], layer_past[0].transpose(1, 2)[real],
+            atol=2e-6, rtol=0,
+        )  # fmt: skip
+        assert not k[:, :, 3:].any() and not v[:, :, 3:].any()  # unwritten slots stay zero
+    with pytest.raises(ValueError, match="SlotCache needs is_decoder=True"):
+        bert(input_ids=ids, attention_mask=key_mask, past_key_values=cache, is_decoder=True)
+
+
+@pytest.mark.skipif(not HAS_COMPILER, reason="torch.compile (inductor) needs a C++ compiler")
+def test_compile_decoder_gives_the_eager_ids():
+    eager = blip_torch.BlipForConditionalGeneration.from_pretrained(FIXTURES / "caption")
+    model = blip_torch.BlipForConditionalGeneration.from_pretrained(FIXTURES / "caption")
+    pixels = torch.from_numpy(make_inputs(batch=2, seed=5)["pixel_values"])
+    try:
+        assert blip_torch.compile_decoder(model) is model
+        assert set(model.state_dict()) == set(eager.state_dict())  # keys unchanged
+        for settings in ({"max_new_tokens": 7}, {"num_beams": 3, "max_new_tokens": 5}):
+            with torch.no_grad():
+                want = eager.generate(pixels, **settings).tolist()
+                assert model.generate(pixels, **settings).tolist() == want
+    finally:
+        torch._dynamo.reset()
+
+
+def test_compile_decoder_needs_a_decoder():
+    with pytest.raises(TypeError, match="BlipVisionModel has no BLIP text decoder"):
+        blip_torch.compile_decoder(blip_torch.BlipVisionModel(blip_torch.BlipVisionConfig()))
