@@ -1,10 +1,15 @@
 """The ``blip`` command: caption, answer, match and search with either backend.
 
-    blip caption IMAGE_OR_DIR... [--model DIR_OR_HUB_ID] [--backend torch|tf] [--beams N]
-                 [--prompt TEXT] [--batch-size N] [--max-new-tokens N] [--output FILE.jsonl]
-    blip vqa IMAGE "question" [--answers a,b,c] [--beams N] [--max-new-tokens N]
+    blip caption DATA... [--model DIR_OR_HUB_ID] [--backend torch|tf|onnx] [--beams N]
+                 [--prompt TEXT] [--batch-size N] [--max-new-tokens N]
+                 [--output FILE.jsonl|.csv|.parquet] [--resume] [--sidecar .txt]
+                 [--engine local|ray] [--itm-model DIR] ...
+    blip vqa DATA... "question" [--answers a,b,c] [--top-k K] [--beams N] (same output flags)
     blip match IMAGE "text" ["text" ...]
     blip search --images DIR --query "text" [--top-k K] [--batch-size N]
+    blip search --index FILE "text" [--top-k K]
+    blip embed DATA... --index FILE.parquet
+    blip serve [--model DIR] [--task caption|vqa|retrieval|all] [--host 127.0.0.1] [--port 8000]
     blip convert SRC DST --to {pt,tf} ...
     blip export MODEL_DIR OUT_DIR [--format onnx|savedmodel] [--dtype fp32|int8] [--force]
 
@@ -95,9 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("caption", help="caption images or folders of images", epilog=epilog(),
-                       formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
+    from blip_apps.datasets import cli as dataset_cli
+
+    p = sub.add_parser("caption", help="caption images, folders, path lists, parquet tables, tar shards",
+                       epilog=epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("images", nargs="+", metavar="DATA")
     _common(p)
     p.add_argument("--beams", type=positive_int, default=1)
     p.add_argument("--prompt", help="caption prompt, e.g. 'a picture of'")
@@ -107,17 +114,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=positive_int, default=30)
     p.add_argument("--batch-size", type=positive_int, default=8)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=commands.cmd_caption)
+    dataset_cli.add_dataset_arguments(p, "caption")
+    p.set_defaults(func=dataset_cli.cmd_caption_dataset, opens_output=True)
 
-    p = sub.add_parser("vqa", help="answer a question about an image")
-    p.add_argument("image")
-    p.add_argument("question")
+    p = sub.add_parser("vqa", help="answer a question about images (blip vqa IMAGE... QUESTION)")
+    p.add_argument("images", nargs="+", metavar="DATA",
+                   help="images, folders, ...; without --question the last one is the question")  # fmt: skip
+    p.add_argument("--question", help="the question to ask about every image")
     p.add_argument("--answers", type=answer_list,
                    help="comma-separated candidates to rank instead of generating")  # fmt: skip
     p.add_argument("--beams", type=positive_int, default=1)
     p.add_argument("--max-new-tokens", type=positive_int, default=None)
+    p.add_argument("--batch-size", type=positive_int, default=8)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     _common(p)
-    p.set_defaults(func=commands.cmd_vqa)
+    dataset_cli.add_dataset_arguments(p, "vqa")
+    p.set_defaults(func=_vqa, opens_output=True)
 
     p = sub.add_parser("match", help="ITM probability and ITC cosine of an image with texts")
     p.add_argument("image")
@@ -125,23 +137,56 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(func=commands.cmd_match)
 
-    p = sub.add_parser("search", help="rank a folder of images against a text query")
-    p.add_argument("--images", required=True, help="folder of images")
-    p.add_argument("--query", required=True)
+    p = sub.add_parser("search", help="rank images against a text query (a folder, or an index)")
+    p.add_argument("--images", help="folder of images (encoded for this query)")
+    p.add_argument("--query", help="the text query")
     p.add_argument("--top-k", type=positive_int, default=5)
     p.add_argument("--batch-size", type=positive_int, default=16)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _common(p)
-    p.set_defaults(func=commands.cmd_search)
+    dataset_cli.add_search_arguments(p)  # --index FILE "query": ranks from a blip embed index
+    p.set_defaults(func=_search)
+
+    for name in ("embed",):
+        dataset_cli.add_parsers(sub, only=name)
 
     from blip_apps.export.command import add_parser as add_export
+    from blip_apps.serve.cli import add_parser as add_serve
 
     add_export(sub)
+    add_serve(sub)
 
     p = sub.add_parser("convert", help="convert weights (see blip-convert --help)", add_help=False)
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=None)
     return parser
+
+
+def _vqa(args: argparse.Namespace, out) -> int:
+    """``blip vqa IMAGE... QUESTION`` (or ``--question Q``) through the dataset runner."""
+    if not args.question:
+        if len(args.images) < 2:
+            raise UsageError("blip vqa needs images and a question: blip vqa IMAGE 'question'")
+        args.question, args.images = args.images[-1], args.images[:-1]
+    from blip_apps.datasets.cli import cmd_vqa_dataset
+
+    return cmd_vqa_dataset(args, out)
+
+
+def _search(args: argparse.Namespace, out) -> int:
+    """``blip search --images DIR --query Q`` or ``blip search --index FILE "query"``."""
+    from blip_apps import commands
+    from blip_apps.datasets.cli import cmd_search_index
+
+    if args.index:
+        return cmd_search_index(args, out)
+    if not args.images or not (args.query or args.query_text):
+        raise UsageError(
+            "blip search needs --images DIR --query TEXT, or --index FILE 'query' "
+            "(an index written by blip embed)"
+        )
+    args.query = args.query or args.query_text
+    return commands.cmd_search(args, out)
 
 
 def _open_output(path: str | None):
@@ -169,7 +214,9 @@ def run(args: argparse.Namespace) -> int:
 
     out = None
     try:
-        out = Output(_open_output(getattr(args, "output", None)))
+        # dataset runs open --output themselves (--resume continues it, never truncated here)
+        path = None if getattr(args, "opens_output", False) else getattr(args, "output", None)
+        out = Output(_open_output(path))
         return args.func(args, out)
     except KeyboardInterrupt:
         print("blip: interrupted", file=sys.stderr)

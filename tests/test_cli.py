@@ -46,21 +46,24 @@ def lines(text: str) -> list[dict]:
 
 
 def test_caption_folder_with_corrupt_image_streams_jsonl(image_dir, tmp_path):
+    """With --output the file holds the results only (so --resume retries failures); the
+    failed image is named on stderr.  On stdout the failure is an error record in the stream."""
     out = tmp_path / "captions.jsonl"
     proc = run_blip("caption", str(image_dir), "--model", str(FIXTURES / "caption"),
                     "--batch-size", "2", "--max-new-tokens", "4", "--output", str(out))  # fmt: skip
     assert proc.returncode == 1, proc.stderr  # some inputs failed
     assert "corrupt.jpg" in proc.stderr and "not a readable image" in proc.stderr
     records = lines(out.read_text())
-    assert sorted(Path(r.get("image") or r["path"]).name for r in records) == [
-        "0.png",
-        "1.png",
-        "2.png",
-        "corrupt.jpg",
-    ]
-    assert all(isinstance(r.get("caption"), str) for r in records if "error" not in r)
-    [failed] = [r for r in records if "error" in r]
+    assert sorted(Path(r["path"]).name for r in records) == ["0.png", "1.png", "2.png"]
+    assert all(isinstance(r.get("caption"), str) for r in records)
+    streamed = run_blip("caption", str(image_dir), "--model", str(FIXTURES / "caption"),
+                        "--batch-size", "2", "--max-new-tokens", "4", "--quiet")  # fmt: skip
+    assert streamed.returncode == 1, streamed.stderr
+    [failed] = [r for r in lines(streamed.stdout) if "error" in r]
     assert Path(failed["path"]).name == "corrupt.jpg" and "corrupt.jpg" in failed["error"]
+    assert [r["caption"] for r in lines(streamed.stdout) if "caption" in r] == [
+        r["caption"] for r in records
+    ]
     # the same captions as the library gives for each image alone
     from blip_apps.pipeline import Backend, Captioner  # Backend(name): the backend's adapter
 
@@ -70,7 +73,7 @@ def test_caption_folder_with_corrupt_image_streams_jsonl(image_dir, tmp_path):
     for r in records:
         if "caption" in r:
             pixels = captioner.processor.image_processor(
-                [load_image(r["image"])], return_tensors="np"
+                [load_image(r["path"])], return_tensors="np"
             )["pixel_values"]
             assert captioner.caption_pixels(pixels, max_new_tokens=4)[0] == r["caption"]
 
@@ -82,10 +85,13 @@ def test_vqa_generate_and_rank(image_dir):
     assert "answer" in lines(proc.stdout)[0]
     proc = run_blip("vqa", str(image_dir / "0.png"), "what color?", "--answers", "red,blue,green",
                     "--model", model)  # fmt: skip
-    ranking = lines(proc.stdout)[0]["ranking"]
+    ranking = lines(proc.stdout)[0]["answers"]
     assert sorted(r["answer"] for r in ranking) == ["blue", "green", "red"]
     scores = [r["log_likelihood"] for r in ranking]
     assert scores == sorted(scores, reverse=True)
+    probabilities = np.array([r["probability"] for r in ranking])
+    expected = np.exp(scores - np.max(scores))  # softmax over the candidates' log-likelihoods
+    np.testing.assert_allclose(probabilities, expected / expected.sum(), rtol=1e-6)
 
 
 def test_match_and_search(image_dir):
@@ -184,13 +190,14 @@ def test_help_documents_exit_codes(capsys):
 
 def test_no_images_found_and_unwritable_output(capsys, tmp_path):
     (tmp_path / "empty").mkdir()
-    code, _, err = run_main(capsys, "caption", str(tmp_path / "empty"))
+    code, _, err = run_main(capsys, "caption", str(tmp_path / "empty"), "--quiet")
     assert code == 2
     assert_one_line_error(err, "no images found", "empty")
     image = tmp_path / "a.png"
     _write_good_image(image)
-    missing = tmp_path / "no-such-dir" / "out.jsonl"
-    code, _, err = run_main(capsys, "caption", str(image), "--output", str(missing))
+    (tmp_path / "a-file").write_text("x")
+    missing = tmp_path / "a-file" / "out.jsonl"  # a path under a file: cannot be created
+    code, _, err = run_main(capsys, "caption", str(image), "--output", str(missing), "--quiet")
     assert code == 2
     assert_one_line_error(err, "--output", str(missing))
 
@@ -225,12 +232,12 @@ def test_internal_error_exits_70_with_traceback_and_hint(capsys, monkeypatch):
 
 
 def test_library_value_errors_are_usage_errors(capsys, monkeypatch):
-    from blip_apps import commands
+    from blip_apps.datasets import cli as dataset_cli
 
     def refuses(args, out):
         raise ValueError("max_new_tokens=500: the prompt and new tokens exceed 64 positions")
 
-    monkeypatch.setattr(commands, "cmd_caption", refuses)
+    monkeypatch.setattr(dataset_cli, "cmd_caption_dataset", refuses)
     code, _, err = run_main(capsys, "caption", "x.png")
     assert code == 2
     assert_one_line_error(err, "max_new_tokens=500")
@@ -345,7 +352,7 @@ def test_per_file_failures_are_records_and_the_run_goes_on(tmp_path):
     assert "decompression bomb" in errors["c_bomb.png"].lower() or "pixels" in errors["c_bomb.png"]
     assert "no such file" in errors["missing.png"]
     [good] = [r for r in records if "caption" in r]
-    assert Path(good["image"]).name == "b_good.png"
+    assert Path(good["path"]).name == "b_good.png"
 
 
 def test_single_image_commands_report_unreadable_image(tmp_path):

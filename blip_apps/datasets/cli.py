@@ -79,8 +79,9 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, task: str) -> None:
                             help="candidate answers listed with probabilities")  # fmt: skip
 
 
-def add_parsers(subparsers: Any) -> None:
-    """``blip embed`` and ``blip search --index`` on ``subparsers`` (argparse's)."""
+def add_parsers(subparsers: Any, only: str | None = None) -> None:
+    """``blip embed`` and a stand-alone ``blip search-index`` on ``subparsers`` (argparse's);
+    ``only="embed"`` adds just ``embed`` (the ``blip`` command has ``search --index``)."""
     p = subparsers.add_parser("embed", help="write ITC embeddings of a dataset to an index")
     p.add_argument("inputs", nargs="+", metavar="DATA")
     p.add_argument("--index", required=True, help="index file (.parquet, or .npy + .ids.json)")
@@ -92,6 +93,8 @@ def add_parsers(subparsers: Any) -> None:
     p.add_argument("--batch-size", type=_positive_int, default=16)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_embed)
+    if only == "embed":
+        return
 
     p = subparsers.add_parser("search-index", help="rank an embedding index for a text query")
     add_search_arguments(p)
@@ -137,6 +140,8 @@ def _run(task: str, args: Any, out: Any, settings: dict) -> int:
                   sidecar=getattr(args, "sidecar", None), overwrite=args.overwrite,
                   resume=args.resume, stream=stream)  # fmt: skip
     progress = not getattr(args, "quiet", False)
+    if stream is not None:  # streamed JSON lines: a failed input is an error record there too
+        common["on_failure"] = lambda failure: out.fail(failure.id, failure.reason)
     try:
         if args.engine == "ray":
             from blip_apps.datasets.ray_engine import run_ray
@@ -153,8 +158,14 @@ def _run(task: str, args: Any, out: Any, settings: dict) -> int:
             summary = run_dataset(pipe, _inputs(args), progress=progress, **common)
     except FileExistsError as exc:
         raise UsageError(f"--output {args.output}: {message(exc)}") from exc
+    except OSError as exc:
+        if args.output and getattr(exc, "filename", None) and str(args.output) in str(exc.filename):
+            raise UsageError(f"--output {args.output}: cannot write: {message(exc)}") from exc
+        raise
     except ImportError as exc:
         raise UsageError(f"--engine {args.engine}: {message(exc)}") from exc
+    if not (summary.done or summary.skipped or summary.failed):
+        raise UsageError(f"no images found in {', '.join(_inputs(args))}")
     if not progress:
         print(summary.line(), file=sys.stderr)
     return EXIT_SOME_FAILED if summary.failed else EXIT_OK
