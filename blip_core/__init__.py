@@ -3,7 +3,13 @@
 Importing this package imports neither torch nor tensorflow.
 """
 
-from blip_core.config import BlipConfig, BlipTextConfig, BlipVisionConfig, ConfigError
+from blip_core.config import (
+    BlipConfig,
+    BlipTextConfig,
+    BlipVisionConfig,
+    ConfigError,
+    ConfigWarning,
+)
 from blip_core.generation import GenerationConfig
 from blip_core.image_processing import BatchFeature, BlipImageProcessor, ImageLoadError
 from blip_core.processing import BlipProcessor
@@ -19,6 +25,7 @@ __all__ = [
     "BlipTokenizer",
     "BlipVisionConfig",
     "ConfigError",
+    "ConfigWarning",
     "GenerationConfig",
     "ImageLoadError",
 ]
