@@ -10,7 +10,7 @@ import pytest
 
 from blip_core.weights import tf_map
 from blip_core.weights.h5 import is_blip_key
-from tests.tf.tf_cases import ROOT
+from tests.tf.cases import ROOT
 
 EXAMPLES = {
     # canonical key: (keras path, transform)

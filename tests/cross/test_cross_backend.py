@@ -13,7 +13,7 @@ import blip_torch  # noqa: E402
 from blip_torch.checkpoint import load_numpy_state, state_to_numpy  # noqa: E402
 from tests.helpers import TINY_TEXT, TINY_VISION, compare_outputs  # noqa: E402
 from tests.reference import perturb  # noqa: E402
-from tests.tf.tf_cases import config_for, tiny_config  # noqa: E402
+from tests.tf.cases import config_for, tiny_config  # noqa: E402
 from tests.torch.cases import CASES, case_kwargs, to_torch  # noqa: E402
 
 # One case per class (the masked-encoder and VQA cases exercise both mask paths).

@@ -19,7 +19,7 @@ from tests.helpers import (  # noqa: E402
     make_inputs,
 )
 from tests.reference import reference_config  # noqa: E402
-from tests.tf.tf_cases import save_reference, set_faithful_masks  # noqa: E402
+from tests.tf.cases import save_reference, set_faithful_masks  # noqa: E402
 from tests.torch.cases import CASES, case_kwargs, to_torch  # noqa: E402
 
 

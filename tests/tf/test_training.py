@@ -11,7 +11,7 @@ keras = pytest.importorskip("keras")
 import blip_tf  # noqa: E402
 from blip_tf.outputs import BlipForConditionalGenerationModelOutput, BlipOutput  # noqa: E402
 from tests.helpers import TINY_TEXT, TINY_VISION, compare_outputs, make_inputs  # noqa: E402
-from tests.tf.tf_cases import tiny_config  # noqa: E402
+from tests.tf.cases import tiny_config  # noqa: E402
 from tests.torch.cases import case_kwargs  # noqa: E402
 
 

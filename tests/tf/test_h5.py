@@ -23,7 +23,7 @@ from blip_core.weights.h5 import (  # noqa: E402
     write_tf_h5,
 )
 from tests.helpers import flatten_outputs  # noqa: E402
-from tests.tf.tf_cases import (  # noqa: E402
+from tests.tf.cases import (  # noqa: E402
     ALL_CLASSES,
     ROOT,
     TF_FIXTURES,

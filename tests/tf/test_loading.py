@@ -18,7 +18,7 @@ from blip_core.weights import WeightLoadError, read_checkpoint  # noqa: E402
 from blip_core.weights.tf_map import canonical_to_keras_path  # noqa: E402
 from blip_tf.checkpoint import keras_variables  # noqa: E402
 from tests.helpers import TINY_TEXT, TINY_VISION, compare_outputs  # noqa: E402
-from tests.tf.tf_cases import (  # noqa: E402
+from tests.tf.cases import (  # noqa: E402
     ALL_CLASSES,
     ROOT,
     config_for,

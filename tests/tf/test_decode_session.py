@@ -19,7 +19,7 @@ import blip_tf  # noqa: E402
 from blip_tf.cache import SlotCache  # noqa: E402
 from blip_tf.generation import project_cross_key_values  # noqa: E402
 from tests.helpers import TINY_TEXT  # noqa: E402
-from tests.tf.tf_cases import save_reference  # noqa: E402
+from tests.tf.cases import save_reference  # noqa: E402
 
 IMAGES, PER_IMAGE, PROMPT, STEPS, OFFSET, CAPACITY, ENC_LEN = 2, 3, 5, 3, 3, 16, 7
 ROWS = IMAGES * PER_IMAGE
