@@ -1,7 +1,8 @@
 """Benchmark blip_torch / blip_tf against transformers 4.57.6 on the same random BLIP weights.
 
     python scripts/benchmark.py [--smoke] [--repeats 5] [--out bench-results.json]
-                                [--device cpu|cuda] [--dtype float32|bfloat16] [--no-tf]
+                                [--device cpu|cuda] [--dtype float32|bfloat16|auto] [--no-tf]
+                                [--no-lowp]
 
 Builds random (perturbed) BLIP-base models with transformers (text 12 heads, as the released
 checkpoints), saves them in hub layout, and times each work item for the reference and for ours
@@ -9,6 +10,12 @@ in the same run, alternating, after a warm-up, taking the median of ``--repeats`
 reference's TensorFlow side runs in a subprocess with ``TF_USE_LEGACY_KERAS=1`` (tf-keras cannot
 share a process with Keras 3).  Token ids of ours and the reference are compared while timing.
 Prints a table and writes JSON.  ``--smoke`` uses a tiny config (for CI: it must not rot).
+
+The low-precision section (``scripts/bench_lowp.py``; off with ``--no-lowp``) adds the hardware
+report (CPU flags, what ``dtype="auto"`` picks), transformers bf16, ours in bf16 / auto / int8
+(torchao, compiled), per-dtype floors (weight bytes per step / measured streaming rate; FLOPs /
+measured matmul peak), the largest logit difference and token agreement against fp32, folder
+throughput per dtype, and OpenVINO f32/bf16 rows when ``openvino`` is installed.
 
 Time only on a quiet machine: other load on 2 cores distorts every figure.
 """
@@ -231,7 +238,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", default="bench-results.json")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument(
+        "--dtype", default="float32", choices=["float32", "bfloat16", "float16", "auto"]
+    )
+    parser.add_argument("--no-lowp", dest="lowp", action="store_false",
+                        help="skip the low-precision section (bench_lowp.py)")  # fmt: skip
     parser.add_argument("--no-tf", action="store_true", help="skip both TensorFlow backends")
     parser.add_argument("--new-tokens", type=int, default=20)
     parser.add_argument(
@@ -255,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = TINY if args.smoke else BASE
     new_tokens = 5 if args.smoke else args.new_tokens
     device = torch.device(args.device)
-    dtype = getattr(torch, args.dtype)
+    dtype = blip_torch.precision.resolve_dtype(args.dtype, device) or torch.float32
     rows: list[dict] = []
     report = {
         "machine": {
@@ -264,13 +275,17 @@ def main(argv: list[str] | None = None) -> int:
             "cpus": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
             "device": str(device),
-            "dtype": args.dtype,
+            "dtype": str(dtype).replace("torch.", ""),
             "torch": torch.__version__,
             "transformers": transformers.__version__,
         },
         "config": "tiny (smoke)" if args.smoke else "BLIP-base, text 12 heads, 384 px",
         "rows": rows,
     }
+    if args.lowp:
+        import bench_lowp
+
+        report["hardware"] = bench_lowp.hardware(device)
     report["machine"]["matmul_gflops_fp32"] = round(
         matmul_gflops(torch, 256 if args.smoke else 2048), 1
     )
@@ -426,6 +441,9 @@ def main(argv: list[str] | None = None) -> int:
             {"vision": ref_vision, "greedy": ref_greedy},
         )  # fmt: skip
 
+        if args.lowp:
+            _lowp(report, dirs["caption"], jpegs, pixels, sizes, new_tokens, args.smoke, add)
+
         if not args.no_tf:
             ref_tf = reference_tf(dirs["caption"], pixels_np, repeats, new_tokens)
             report["reference_tf"] = ref_tf
@@ -440,8 +458,45 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _lowp(report, directory, jpegs, pixels, sizes, new_tokens, smoke, add) -> None:
+    """The low-precision section (see ``bench_lowp``), on the fp32 pixels of the main run."""
+    import bench_lowp
+    import torch
+    import transformers
+
+    def timer(fn, repeats):
+        return median_time(fn, 1 if smoke else repeats)
+
+    device = pixels.device
+    pixels = pixels.float()
+    ref = transformers.BlipForConditionalGeneration.from_pretrained(directory).to(device).eval()
+    ours = blip_torch_load(directory, device)
+    report["floors"] = bench_lowp.floors(
+        torch, ours, device, timer, _vision_flops(sizes["vision"]), smoke
+    )
+    del ours
+    report["low_precision"] = bench_lowp.dtype_rows(
+        directory, ref, pixels, new_tokens, timer, add, report["floors"], smoke
+    )
+    ref_times = {
+        "vision": timer(lambda: ref.vision_model(pixel_values=pixels), 3)[0],
+        "greedy": timer(lambda: ref.generate(pixel_values=pixels, max_new_tokens=new_tokens,
+                                             min_new_tokens=new_tokens), 3)[0],
+    }  # fmt: skip
+    report["openvino"] = bench_lowp.openvino_rows(ref, pixels, new_tokens, timer, add, ref_times)
+    report["throughput_per_dtype"] = bench_lowp.folder_throughput(
+        directory, jpegs, [1, 2] if smoke else [1, 8, 32], new_tokens, device, smoke
+    )
+
+
+def blip_torch_load(directory, device):
+    import blip_torch
+
+    return blip_torch.BlipForConditionalGeneration.from_pretrained(directory, device=device)
+
+
 def _caption_folder(captioner, jpegs, batch_size: int, new_tokens: int) -> int:
-    from blip_core.pipeline import iter_image_batches
+    from blip_apps.pipeline import iter_image_batches
 
     count = 0
     for batch in iter_image_batches(jpegs, captioner.processor, batch_size):
@@ -453,7 +508,7 @@ def _caption_folder(captioner, jpegs, batch_size: int, new_tokens: int) -> int:
 def _throughput(directory, jpegs, image_size, batch_sizes, backends, new_tokens) -> dict:
     """Images/s captioning a folder of JPEGs through blip_core.pipeline (decoding overlapped
     with the model on a background thread), per backend and batch size."""
-    from blip_core.pipeline import Backend, Captioner
+    from blip_apps.pipeline import Backend, Captioner
 
     results: dict = {}
     for name in backends:
@@ -504,7 +559,7 @@ def _bounds(torch, ours, sizes, report, ref_greedy, ref_beam, new_tokens, repeat
         and "crossattention.self.key" not in name
         and "crossattention.self.value" not in name
     ]
-    rows = {w.shape[1]: torch.randn(1, w.shape[1], dtype=w.dtype) for w in mats}
+    rows = {w.shape[1]: torch.randn(1, w.shape[1], dtype=w.dtype, device=w.device) for w in mats}
 
     def stream():
         for w in mats:
