@@ -4,6 +4,8 @@ Weights move between frameworks as canonical numpy dicts (PyTorch state-dict nam
 ``model.get_weights_dict()`` / ``model.load_weights_dict(state)``; checkpoints load with
 ``Class.from_pretrained(directory)`` (safetensors, sharded safetensors, ``tf_model.h5``, or
 ``pytorch_model.bin`` when torch is installed) and save with ``model.save_pretrained(directory)``.
+``from_pretrained(..., dtype="bfloat16" | "mixed_bfloat16" | "auto")`` runs in low precision
+(:mod:`blip_tf.precision`); the default stays float32.
 """
 
 import os
@@ -28,6 +30,7 @@ from blip_tf.models import (  # noqa: E402
     TFBlipTextModel,
     TFBlipVisionModel,
 )
+from blip_tf.precision import auto_dtype, hardware_report  # noqa: E402
 
 __all__ = [
     "BlipConfig",
@@ -48,4 +51,6 @@ __all__ = [
     "TFBlipTextLMHeadModel",
     "TFBlipTextModel",
     "TFBlipVisionModel",
+    "auto_dtype",
+    "hardware_report",
 ]

@@ -14,9 +14,11 @@ from blip_tf.generation import TFDecoderSession, project_cross_key_values
 
 
 def _l2_normalize(x, eps: float = 1e-12):
-    """``F.normalize``: ``x / max(||x||, eps)`` over the last axis."""
-    norm = ops.sqrt(ops.sum(ops.square(x), axis=-1, keepdims=True))
-    return x / ops.maximum(norm, eps)
+    """``F.normalize``: ``x / max(||x||, eps)`` over the last axis (the norm in float32 under
+    a bfloat16/float16 policy; the result in ``x``'s dtype)."""
+    x32 = ops.cast(x, "float32")
+    norm = ops.sqrt(ops.sum(ops.square(x32), axis=-1, keepdims=True))
+    return ops.cast(x32 / ops.maximum(norm, eps), x.dtype)
 
 
 class TFBackend:
@@ -29,6 +31,8 @@ class TFBackend:
     def to_numpy(x) -> np.ndarray | None:
         if x is None:
             return None
+        if isinstance(x, (tf.Tensor, tf.Variable)) and x.dtype in (tf.bfloat16, tf.float16):
+            x = tf.cast(x, tf.float32)  # numpy has no bfloat16: widen (exactly) to float32
         return x.numpy() if hasattr(x, "numpy") else np.asarray(x)
 
     @staticmethod
@@ -109,7 +113,7 @@ class TFBackend:
     @staticmethod
     def itm_probability(model, image_states, input_ids, attention_mask) -> np.ndarray:
         """The image's cross keys/values are projected once and broadcast over the texts."""
-        image_states = tf.convert_to_tensor(image_states, model.text_encoder.compute_dtype)
+        image_states = tf.cast(tf.convert_to_tensor(image_states), model.text_encoder.compute_dtype)
         cross = project_cross_key_values(model.text_encoder, image_states)
         rows = int(np.shape(input_ids)[0])
         text = model.config.text_config

@@ -95,13 +95,16 @@ def attend(
 
     ``query`` ``(..., Tq, d)``; ``key`` ``(..., Tk, d)``, or ``(..., d, Tk)`` when
     ``key_transposed`` (XLA:CPU computes the scores faster from that layout); ``value``
-    ``(..., Tk, d)``; ``mask`` additive, broadcast against the scores, or None.
+    ``(..., Tk, d)``; ``mask`` additive, broadcast against the scores, or None.  The scores
+    are scaled, masked and normalised in float32; the probabilities are returned in the
+    dtype of ``value``.
     """
     scores = ops.matmul(query, key if key_transposed else ops.swapaxes(key, -1, -2))
-    scores = scores / math.sqrt(head_size)
+    # scale, mask and softmax in float32 under a bfloat16/float16 policy (no-ops in float32)
+    scores = ops.cast(scores, "float32") / math.sqrt(head_size)
     if mask is not None:
-        scores = scores + mask
-    probs = softmax(scores)
+        scores = scores + ops.cast(mask, "float32")
+    probs = ops.cast(softmax(scores), value.dtype)
     attended = dropout(probs, training=training) if dropout is not None else probs
     return ops.matmul(attended, value), probs
 

@@ -32,6 +32,7 @@ from blip_core.weights.tf_map import (
     to_canonical,
     to_keras,
 )
+from blip_tf.precision import resolve_dtype, scoped_init
 
 if keras.backend.backend() != "tensorflow":  # pragma: no cover - depends on the environment
     raise ImportError(
@@ -141,10 +142,14 @@ def canonical_shapes(model: keras.layers.Layer) -> dict[str, tuple[int, ...]]:
 
 
 def get_weights_dict(model: keras.layers.Layer) -> dict[str, np.ndarray]:
-    """The canonical state dict (numpy copies; the tied LM-head weight is not a separate key)."""
+    """The canonical state dict (numpy copies; the tied LM-head weight is not a separate key).
+    bfloat16/float16 variables come back as float32 (exact), as blip_torch's state does."""
     out = {}
     for path, variable in keras_variables(model).items():
-        key, array = to_canonical(path, keras.ops.convert_to_numpy(variable))
+        value = variable.value
+        if value.dtype.is_floating and value.dtype != tf.float32:
+            value = tf.cast(value, tf.float32)
+        key, array = to_canonical(path, keras.ops.convert_to_numpy(value))
         out[key] = np.array(array, order="C")  # a copy; keeps 0-d arrays 0-d
     return out
 
@@ -177,12 +182,19 @@ def load_weights_dict(
 
 
 def _to_tensor(array: np.ndarray, dtype):
-    """A tensor of ``array`` in ``dtype``.  A transposed view of a C-contiguous matrix (the
-    Linear kernels) is copied as is and transposed by TensorFlow, faster than numpy's strided
-    copy (measured: BLIP-base ``from_pretrained`` 3.5 s -> 2.0 s on 2 cores)."""
-    if array.ndim == 2 and not array.flags.c_contiguous and array.T.flags.c_contiguous:
-        return tf.transpose(tf.convert_to_tensor(np.asarray(array.T, dtype=dtype)))
-    return tf.convert_to_tensor(np.asarray(array, dtype=dtype))
+    """A tensor of ``array`` in the variable dtype ``dtype``.  A transposed view of a
+    C-contiguous matrix (the Linear kernels) is copied as is and transposed by TensorFlow,
+    faster than numpy's strided copy (measured: BLIP-base ``from_pretrained`` 3.5 s -> 2.0 s on
+    2 cores).  A float32 checkpoint value goes to a bfloat16/float16 variable through
+    ``tf.cast`` (round to nearest even, as torch's ``.to(torch.bfloat16)``)."""
+    dtype = tf.as_dtype(keras.backend.standardize_dtype(dtype))
+    transposed = array.ndim == 2 and not array.flags.c_contiguous and array.T.flags.c_contiguous
+    source = array.T if transposed else array
+    if source.dtype != dtype.as_numpy_dtype and np.issubdtype(source.dtype, np.floating):
+        tensor = tf.cast(tf.convert_to_tensor(np.asarray(source)), dtype)
+    else:
+        tensor = tf.convert_to_tensor(np.asarray(source, dtype=dtype.as_numpy_dtype))
+    return tf.transpose(tensor) if transposed else tensor
 
 
 def _release_pages(array) -> None:
@@ -233,17 +245,36 @@ class PreTrainedMixin:
     config_class = BlipConfig
     _extra_init_args: tuple[str, ...] = ()
 
+    def __init_subclass__(cls, **kwargs):
+        """Every model constructor applies its ``dtype=`` policy to all the layers it builds
+        (:func:`blip_tf.precision.scoped_init`)."""
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            cls.__init__ = scoped_init(cls.__dict__["__init__"])
+
     # ---- checkpoints -----------------------------------------------------------------------
 
     @classmethod
     def from_pretrained(
-        cls, pretrained_model_name_or_path: str | os.PathLike, config=None, **kwargs
+        cls, pretrained_model_name_or_path: str | os.PathLike, config=None, dtype=None, **kwargs
     ):
         """Build from a hub-layout directory (``config.json`` + safetensors / sharded
         safetensors / ``tf_model.h5`` / ``pytorch_model.bin`` (needs torch)); strict
-        (see :func:`blip_core.loading.from_pretrained`)."""
+        (see :func:`blip_core.loading.from_pretrained`).
+
+        ``dtype``: the Keras dtype policy of the model and every sub-layer -- None (float32, the
+        default), ``"float32"``, ``"bfloat16"``, ``"float16"`` (weights and compute),
+        ``"mixed_bfloat16"`` (float32 weights, bfloat16 compute) or ``"auto"``
+        (:func:`blip_tf.precision.auto_dtype`: ``"bfloat16"`` on CPUs with AMX-BF16/AVX-512
+        BF16 and on bf16 GPUs, float32 elsewhere); see :mod:`blip_tf.precision` for what stays
+        float32.  The checkpoint's float32 values are rounded to the variable dtype.  Other
+        keyword arguments go to the constructor.
+        """
         from blip_tf.adapter import BACKEND
 
+        dtype = resolve_dtype(dtype)
+        if dtype is not None:
+            kwargs["dtype"] = dtype
         return loading.from_pretrained(
             BACKEND, cls, pretrained_model_name_or_path, config, **kwargs
         )

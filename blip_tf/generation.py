@@ -65,7 +65,8 @@ def project_cross_key_values(
         return project
 
     project = _cached_function(text_model, "_blip_cross_key_values_xla", build)
-    return [tuple(pair) for pair in project(tf.convert_to_tensor(states, text_model.compute_dtype))]
+    states = tf.cast(tf.convert_to_tensor(states), text_model.compute_dtype)  # any float dtype
+    return [tuple(pair) for pair in project(states)]
 
 
 def decoder_step_function(decoder: BlipTextLMHeadModel, jit_compile: bool = True):
@@ -150,7 +151,7 @@ class TFDecoderSession:
         self.jit_compile = jit_compile
         self.dtype = decoder.compute_dtype
         self.expansion = expansion
-        states = tf.convert_to_tensor(encoder_hidden_states, dtype=self.dtype)
+        states = tf.cast(tf.convert_to_tensor(encoder_hidden_states), self.dtype)
         # per layer (B, H, L, d), projected once; the compiled step attends each image's E rows
         # together (blip_tf.attention.attend_grouped), so these are never copied per beam.
         self.cross = project_cross_key_values(decoder.bert, states)

@@ -33,9 +33,11 @@ def blip_loss(similarity):
 
 
 def _l2_normalize(x, eps: float | None = None):
-    """``x / ||x||`` over the last axis; with ``eps``, ``F.normalize``'s ``x / max(||x||, eps)``."""
-    norm = ops.sqrt(ops.sum(ops.square(x), axis=-1, keepdims=True))
-    return x / (ops.maximum(norm, eps) if eps is not None else norm)
+    """``x / ||x||`` over the last axis; with ``eps``, ``F.normalize``'s ``x / max(||x||, eps)``.
+    The norm is taken in float32 under a bfloat16/float16 policy; the result has ``x``'s dtype."""
+    x32 = ops.cast(x, "float32")
+    norm = ops.sqrt(ops.sum(ops.square(x32), axis=-1, keepdims=True))
+    return ops.cast(x32 / (ops.maximum(norm, eps) if eps is not None else norm), x.dtype)
 
 
 def _ones_mask(states):

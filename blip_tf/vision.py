@@ -116,8 +116,10 @@ class BlipAttention(keras.layers.Layer):
         )
         qkv = ops.transpose(qkv, (2, 0, 3, 1, 4))
         query, key, value = qkv[0], qkv[1], qkv[2]  # each (B, heads, T, head_dim)
-        scores = ops.matmul(query, ops.swapaxes(key, -1, -2)) * self.scale
-        probs = ops.softmax(scores, axis=-1)
+        scores = ops.matmul(query, ops.swapaxes(key, -1, -2))
+        # scale and softmax in float32 under a bfloat16/float16 policy (no-ops in float32)
+        scores = ops.cast(scores, "float32") * self.scale
+        probs = ops.cast(ops.softmax(scores, axis=-1), value.dtype)
         context = ops.matmul(self.dropout(probs, training=training), value)
         context = ops.reshape(ops.transpose(context, (0, 2, 1, 3)), (batch, length, self.embed_dim))
         return self.projection(context), (probs if output_attentions else None)
