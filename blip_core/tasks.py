@@ -94,7 +94,8 @@ class TaskModel:
                 f"table holds {limit} (text_config.max_position_embeddings); stopping there",
                 stacklevel=3,
             )
-        capacity = int(max(widths.max(), max_lengths.max()))
+        # prompts are left-aligned to the widest, so a row may run past it by its new tokens
+        capacity = int(widths.max() + (max_lengths - widths).max())
 
         def open_session(expansion: int):
             return self.backend.open_session(

@@ -51,6 +51,11 @@ class DecoderSession(Protocol):
     def reorder(self, indices: np.ndarray) -> None:
         """Reorder the cache rows (beam search): row ``i`` becomes old row ``indices[i]``."""
 
+    # Optional (greedy fast path): ``prefill_tokens`` / ``step_tokens`` take the same arguments
+    # as ``prefill`` / ``step`` and return the argmax ids ``(N,)`` of the float32 logits, chosen
+    # on the device, so the host is not sent ``(N, V)`` logits when no processor would change
+    # them.  A session without them always returns logits.
+
 
 def _limits(config: GenerationConfig, prompt_lengths: np.ndarray):
     cap = config.extra.get("_max_positions")
@@ -107,16 +112,28 @@ def _greedy_or_sample(open_session, prompts, config: GenerationConfig) -> list[l
     session = open_session(expansion)
     histories = [np.asarray(r, dtype=np.int64) for r in rows]
     unfinished = prompt_lengths < max_lengths
-    logits = session.prefill(ids, mask, positions)
+    lengths = np.array([len(h) for h in histories])
+    on_device = _argmax_on_device(session, config, lengths, prompt_lengths, min_lengths)
+    if on_device:
+        logits, device_tokens = None, session.prefill_tokens(ids, mask, positions)
+    else:
+        logits = session.prefill(ids, mask, positions)
     next_positions = positions[:, -1] + 1
     while unfinished.any():
         lengths = np.array([len(h) for h in histories])
-        scores = apply_processors(logits, histories, lengths, prompt_lengths, min_lengths, config)
-        if config.do_sample:
+        if logits is None:  # greedy, no processor changes the scores: the session's argmax
+            tokens = device_tokens
+        elif config.do_sample:
+            scores = apply_processors(
+                logits, histories, lengths, prompt_lengths, min_lengths, config
+            )
             scores = apply_warpers(scores, config, min_keep=1)
             probs = softmax(scores.astype(np.float64))
             tokens = np.array([rng.choice(probs.shape[1], p=p / p.sum()) for p in probs])
         else:
+            scores = apply_processors(
+                logits, histories, lengths, prompt_lengths, min_lengths, config
+            )
             tokens = np.argmax(scores, axis=-1)
         tokens = np.where(unfinished, tokens, config.pad_token_id).astype(np.int64)
         for i in np.flatnonzero(unfinished):
@@ -126,9 +143,29 @@ def _greedy_or_sample(open_session, prompts, config: GenerationConfig) -> list[l
         if not unfinished.any():
             break
         mask = np.concatenate([mask, np.ones((len(rows), 1), dtype=np.int64)], axis=1)
-        logits = session.step(tokens, mask, next_positions)
+        if _argmax_on_device(session, config, lengths, prompt_lengths, min_lengths):
+            logits, device_tokens = None, session.step_tokens(tokens, mask, next_positions)
+        else:
+            logits = session.step(tokens, mask, next_positions)
         next_positions = next_positions + 1
     return [h.tolist() for h in histories]
+
+
+def _argmax_on_device(session, config, lengths, prompt_lengths, min_lengths) -> bool:
+    """Whether the next greedy choice may be the session's own argmax (its optional
+    ``prefill_tokens`` / ``step_tokens``): only when no processor would change the scores at
+    ``lengths`` (no repetition penalty, no row still below its minimum length), so the tokens
+    are exactly ``np.argmax`` of the logits the session would have returned."""
+    if config.do_sample or not hasattr(session, "step_tokens"):
+        return False
+    if config.repetition_penalty != 1.0:
+        return False
+    if config.eos_ids:
+        if (lengths < min_lengths).any():
+            return False
+        if config.min_new_tokens and ((lengths - prompt_lengths) < config.min_new_tokens).any():
+            return False
+    return True
 
 
 def _beam_search(open_session, prompts, config: GenerationConfig) -> list[list[int]]:
