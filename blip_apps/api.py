@@ -23,9 +23,10 @@ Records carry scores: a caption its mean token log-probability (``log_prob``) an
 its probability among the ``answers`` candidates (softmax of their log-likelihoods, top
 ``top_k`` listed in ``answers``) or, generated, its mean token log-probability.
 
-``dtype``: ``None`` or ``"auto"`` keep the weights' stored dtype (float32 for the demo and
-converted checkpoints); ``"float32"``, ``"bfloat16"``, ``"float16"`` cast the model (the low
-precisions with the torch backend only).  The dataset runner (:mod:`blip_apps.datasets.run`),
+``dtype``: ``"auto"`` (the default) picks bfloat16 where the hardware runs it fast (CPUs with
+AMX / AVX512-BF16, GPUs with bf16) and float32 elsewhere (:mod:`blip_core.hardware`); ``None``
+keeps the checkpoint's float32; ``"float32"``, ``"bfloat16"``, ``"float16"`` as named.  Records
+name the dtype the model ran in.  The dataset runner (:mod:`blip_apps.datasets.run`),
 the Ray engine and the ``blip`` command are thin layers over these classes.
 """
 
@@ -87,16 +88,10 @@ def as_items(inputs: Any) -> list:
     return items
 
 
-def _torch_dtype(backend: Any, dtype: str | None):
+def _check_dtype(dtype: str | None) -> str | None:
     if dtype not in DTYPES:
         raise ValueError(f"dtype={dtype!r}: expected one of {', '.join(map(repr, DTYPES))}")
-    if dtype in (None, "auto", "float32"):
-        return None
-    if backend.name != "torch":
-        raise ValueError(f"dtype={dtype!r} needs backend='torch' (got {backend.name!r})")
-    import torch
-
-    return getattr(torch, dtype)
+    return dtype
 
 
 class Pipeline:
@@ -111,7 +106,7 @@ class Pipeline:
         self,
         model: str | os.PathLike | None = None,
         backend: str = "torch",
-        dtype: str | None = None,
+        dtype: str | None = "auto",
         threads: int | None = None,
         **settings: Any,
     ) -> None:
@@ -122,24 +117,19 @@ class Pipeline:
                 f"{', '.join(sorted(self.defaults)) or 'none'}"
             )
         adapter = load_backend(backend, threads) if isinstance(backend, str) else backend
-        self.cast = _torch_dtype(adapter, dtype)
+        _check_dtype(dtype)
         self.model_name = str(model) if model is not None else f"demo:{self.demo}"
-        self.runner = self.task_class(resolve_model(model, self.demo), adapter)
+        self.runner = self.task_class(resolve_model(model, self.demo), adapter, dtype)
         self.backend, self.model, self.processor = adapter, self.runner.model, self.runner.processor
-        if self.cast is not None:
-            self.model.to(self.cast)
-        self.dtype = dtype if dtype not in (None, "auto") else "float32"
+        self.dtype = self.runner.dtype
         self.settings = {**self.defaults, **settings}
 
     def tensor(self, array: np.ndarray, pixels: bool = False) -> Any:
-        """numpy -> the backend's tensor (pixels in the model's dtype)."""
-        x = self.backend.from_numpy(np.ascontiguousarray(array))
-        return x.to(self.cast) if pixels and self.cast is not None else x
+        """numpy -> the backend's tensor (the model casts pixels to its own dtype)."""
+        return self.backend.from_numpy(np.ascontiguousarray(array))
 
     def numpy(self, x: Any) -> np.ndarray:
-        if self.cast is not None and x.is_floating_point():
-            x = x.float()  # numpy has no bfloat16
-        return self.backend.to_numpy(x)
+        return self.backend.to_numpy(x)  # bfloat16 / float16 come back as float32
 
     def prepare(self, images: list[PIL.Image.Image]) -> dict[str, np.ndarray]:
         """Preprocess decoded images (run on the decode thread)."""
@@ -214,15 +204,13 @@ class CaptionPipeline(Pipeline):
     demo = "caption"
     defaults = {"prompt": None, "num_beams": 1, "max_new_tokens": 30, "original": False}
 
-    def __init__(self, model=None, backend="torch", dtype=None, threads=None, itm_model=None,
+    def __init__(self, model=None, backend="torch", dtype="auto", threads=None, itm_model=None,
                  **settings) -> None:  # fmt: skip
         super().__init__(model, backend, dtype, threads, **settings)
         self.itm = None
         self.itm_model = None if itm_model is None else str(itm_model)
         if itm_model is not None:
-            self.itm = Matcher(resolve_model(itm_model, "retrieval"), self.backend)
-            if self.cast is not None:
-                self.itm.model.to(self.cast)
+            self.itm = Matcher(resolve_model(itm_model, "retrieval"), self.backend, dtype)
             own = self.processor.image_processor.to_dict()
             self._itm_own_pixels = self.itm.processor.image_processor.to_dict() != own
 
@@ -405,7 +393,7 @@ def pipeline(
     task: str,
     model: str | os.PathLike | None = None,
     backend: str = "torch",
-    dtype: str | None = None,
+    dtype: str | None = "auto",
     **settings: Any,
 ) -> Pipeline:
     """A callable for ``task`` (one of :data:`TASKS`) over ``model`` (a directory or hub id;

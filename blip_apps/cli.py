@@ -9,6 +9,7 @@
     blip search --images DIR --query "text" [--top-k K] [--batch-size N]
     blip search --index FILE "text" [--top-k K]
     blip embed DATA... --index FILE.parquet
+    blip env [--json]
     blip serve [--model DIR] [--task caption|vqa|retrieval|all] [--host 127.0.0.1] [--port 8000]
     blip convert SRC DST --to {pt,tf} ...
     blip export MODEL_DIR OUT_DIR [--format onnx|savedmodel] [--dtype fp32|int8] [--force]
@@ -150,6 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("embed",):
         dataset_cli.add_parsers(sub, only=name)
 
+    p = sub.add_parser("env", help="the hardware found and the dtype 'auto' picks, per backend")
+    p.add_argument("--json", action="store_true", help="one JSON object instead of text")
+    p.set_defaults(func=_env, opens_output=True)
+
     from blip_apps.export.command import add_parser as add_export
     from blip_apps.serve.cli import add_parser as add_serve
 
@@ -160,6 +165,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=None)
     return parser
+
+
+def _env(args: argparse.Namespace, out) -> int:
+    """``blip env``: :func:`blip_core.hardware.hardware_report`, and what each installed
+    backend's framework sees (version, threads, GPUs, the dtype ``"auto"`` gives there)."""
+    import importlib
+    import json
+
+    from blip_core import hardware
+
+    report = hardware.hardware_report()
+    backends = {}
+    for name, module in (("torch", "blip_torch"), ("tf", "blip_tf")):
+        try:
+            package = importlib.import_module(module)
+        except ImportError as exc:
+            backends[name] = {"installed": False, "reason": message(exc)}
+            continue
+        extra = package.hardware_report()
+        backends[name] = {"installed": True, **{k: v for k, v in extra.items() if k not in report}}
+        backends[name]["auto"] = str(package.auto_dtype()).removeprefix("torch.")
+    report["backends"] = backends
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+        return 0
+    print(hardware.format_report({k: v for k, v in report.items() if k != "backends"}))
+    for name, info in backends.items():
+        details = ", ".join(f"{k}={v}" for k, v in info.items() if k != "installed")
+        print(f"{name}: {'installed' if info['installed'] else 'not installed'}; {details}")
+    return 0
 
 
 def _vqa(args: argparse.Namespace, out) -> int:

@@ -124,16 +124,40 @@ def iter_image_batches(
 
 
 class _Task:
-    """A model directory loaded with one backend: its processor and its ``class_name`` model."""
+    """A model directory loaded with one backend: its processor and its ``class_name`` model.
+
+    ``dtype``: ``None`` keeps the checkpoint's float32; ``"auto"`` applies
+    :func:`blip_core.hardware.choose_dtype` (bfloat16 on CPUs with AMX / AVX512-BF16 and on GPUs
+    with bf16, float32 elsewhere); ``"float32"``, ``"bfloat16"``, ``"float16"`` as named.  The ONNX
+    backend runs the dtype its graphs were exported in (``blip export --dtype``).
+    """
 
     class_name = ""
 
-    def __init__(self, directory: str | os.PathLike, backend: Any):
+    def __init__(self, directory: str | os.PathLike, backend: Any, dtype: str | None = None):
         if isinstance(backend, str):
             backend = load_backend(backend)
         self.backend = backend
         self.processor = BlipProcessor.from_pretrained(directory)
-        self.model = backend.model_class(self.class_name).from_pretrained(directory)
+        cls = backend.model_class(self.class_name)
+        if dtype is None or backend.name == "onnx":
+            if dtype not in (None, "auto", "float32"):
+                raise ValueError(
+                    f"dtype={dtype!r}: the onnx backend runs the exported graphs as written; "
+                    "export with 'blip export --dtype int8' for int8"
+                )
+            self.model = cls.from_pretrained(directory)
+        else:
+            self.model = cls.from_pretrained(directory, dtype=dtype)
+
+    @property
+    def dtype(self) -> str:
+        """The dtype the model computes in (``"float32"``, ``"bfloat16"``, ...)."""
+        policy = getattr(self.model, "dtype_policy", None)  # Keras
+        if policy is not None:
+            return str(policy.compute_dtype)
+        dtype = getattr(self.model, "dtype", "float32")
+        return str(dtype).removeprefix("torch.")
 
     def tensor(self, array: np.ndarray) -> Any:
         return self.backend.from_numpy(np.ascontiguousarray(array))

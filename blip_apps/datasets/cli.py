@@ -61,7 +61,9 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, task: str) -> None:
                         help="replace an existing --output and existing sidecar files")  # fmt: skip
     parser.add_argument("--chunk-size", type=_positive_int, default=64,
                         help="records per complete-or-absent output chunk")  # fmt: skip
-    parser.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"))
+    parser.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"),
+                        default="auto", help="auto: bfloat16 on CPUs with AMX / AVX512-BF16 "
+                        "and GPUs with bf16, else float32")  # fmt: skip
     parser.add_argument("--engine", choices=("local", "ray"), default="local")
     parser.add_argument("--ray-address", help="an existing Ray cluster (default: a local one)")
     parser.add_argument("--actors", type=_positive_int, default=1,
@@ -88,7 +90,7 @@ def add_parsers(subparsers: Any, only: str | None = None) -> None:
     p.add_argument("--texts", action="store_true", help="DATA are text files, one text a line")
     p.add_argument("--model", help="retrieval model directory or hub id (default: demo)")
     p.add_argument("--backend", choices=("torch", "tf"), default="torch")
-    p.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"))
+    p.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"), default="auto")
     p.add_argument("--column", help="image column of parquet inputs")
     p.add_argument("--batch-size", type=_positive_int, default=16)
     p.add_argument("--quiet", action="store_true", help="no progress bar")

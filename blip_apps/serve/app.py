@@ -39,12 +39,16 @@ class ServeOptions:
 
     models: dict[str, str] = field(default_factory=dict)
     backend: str = "torch"
+    dtype: str | None = None  # None: as stored (float32); "auto": the hardware rule
     max_batch_size: int = 8
     batch_wait_timeout_s: float = 0.01
     max_upload_bytes: int = 10 * 2**20
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_ongoing_requests: int = 16  # requests a replica holds (running or waiting for a batch)
     max_queued_requests: int = 64  # requests waiting for a replica; over it: 503
+    # extra seconds each model batch holds the replica: simulates a slow model for queue and
+    # disconnect tests and load experiments (0 in normal serving)
+    hold_s: float = 0.0
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -129,7 +133,7 @@ class BlipService:
     def __init__(self, options: dict):
         self.options = ServeOptions(**options)
         _LIMITS["max_upload_bytes"] = self.options.max_upload_bytes
-        self.work = ServeModels(self.options.models, self.options.backend)
+        self.work = ServeModels(self.options.models, self.options.backend, self.options.dtype)
         self.model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blip-model")
         for method in (self._caption, self._vqa, self._retrieval):
             method.set_max_batch_size(self.options.max_batch_size)
@@ -150,7 +154,10 @@ class BlipService:
 
     async def _run(self, fn, jobs):
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.model_thread, fn, jobs)
+        result = await loop.run_in_executor(self.model_thread, fn, jobs)
+        if self.options.hold_s:
+            await asyncio.sleep(self.options.hold_s)
+        return result
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
     async def _caption(self, jobs: list[CaptionJob]) -> list:

@@ -52,7 +52,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--task", choices=("caption", "vqa", "retrieval", "all"), default=None)
     p.add_argument("--backend", choices=("torch", "tf"), default="torch")
     p.add_argument(
-        "--dtype", choices=("auto", "float32"), default="auto", help="weights as stored (float32)"
+        "--dtype",
+        choices=("auto", "float32", "bfloat16", "float16"),
+        default="auto",
+        help="auto: bfloat16 on CPUs with AMX / AVX512-BF16 and GPUs with bf16, else float32",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000)
@@ -102,6 +105,7 @@ def options_from_args(args):
     return ServeOptions(
         models=models,
         backend=args.backend,
+        dtype=args.dtype,
         max_batch_size=batch,
         batch_wait_timeout_s=0.0 if args.no_batching else args.batch_wait_ms / 1000,
         max_upload_bytes=int(args.max_upload_mb * 2**20),

@@ -37,7 +37,7 @@ def captioner():
     pytest.importorskip("torch")
     from blip_apps.api import pipeline
 
-    return pipeline("caption")
+    return pipeline("caption", dtype="float32")
 
 
 @pytest.fixture(scope="session")
@@ -45,4 +45,4 @@ def embedder():
     pytest.importorskip("torch")
     from blip_apps.api import pipeline
 
-    return pipeline("embed")
+    return pipeline("embed", dtype="float32")

@@ -23,7 +23,7 @@ def test_caption_log_prob_and_itm_match_transformers(scenes):
     from blip_apps.pipeline import Captioner, decode_batch
 
     paths = _paths(scenes)
-    records = pipeline("caption", itm_model=model_dir("retrieval"))(paths, batch_size=2)
+    records = pipeline("caption", itm_model=model_dir("retrieval"), dtype="float32")(paths, batch_size=2)
     ours = Captioner(model_dir("caption"), "torch")
     pixels = decode_batch(paths, ours.processor).pixel_values
     assert [r["caption"] for r in records] == ours.caption_pixels(pixels, max_new_tokens=30)
@@ -54,7 +54,7 @@ def test_vqa_probabilities_are_the_softmax_of_the_ranked_log_likelihoods(scenes)
 
     paths = _paths(scenes)
     question, answers = "how many shapes are there?", ["one", "two", "three", "red"]
-    vqa = pipeline("vqa", question=question, answers=answers, top_k=2)
+    vqa = pipeline("vqa", question=question, answers=answers, top_k=2, dtype="float32")
     records = vqa(paths)
     ref = QuestionAnswerer(model_dir("vqa"), "torch")
     for record, path in zip(records, paths):

@@ -79,7 +79,7 @@ CHILD = """
 import sys, time
 from blip_apps.api import pipeline
 from blip_apps.datasets.run import run_dataset
-pipe = pipeline("caption")
+pipe = pipeline("caption", dtype="float32")
 records = pipe.records
 def slow(*args, **kwargs):
     time.sleep(0.4)

@@ -43,6 +43,7 @@ def server():
                 max_batch_size=1,
                 max_ongoing_requests=1,
                 max_queued_requests=1,
+                hold_s=1.0,  # each batch holds the one replica a second: queue tests don't race
             ),
             port=port,
             name="tight",
