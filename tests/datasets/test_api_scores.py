@@ -23,7 +23,9 @@ def test_caption_log_prob_and_itm_match_transformers(scenes):
     from blip_apps.pipeline import Captioner, decode_batch
 
     paths = _paths(scenes)
-    records = pipeline("caption", itm_model=model_dir("retrieval"), dtype="float32")(paths, batch_size=2)
+    records = pipeline("caption", itm_model=model_dir("retrieval"), dtype="float32")(
+        paths, batch_size=2
+    )
     ours = Captioner(model_dir("caption"), "torch")
     pixels = decode_batch(paths, ours.processor).pixel_values
     assert [r["caption"] for r in records] == ours.caption_pixels(pixels, max_new_tokens=30)
