@@ -297,9 +297,12 @@ def openvino_rows(ref_fp32, pixels, new_tokens, median_time, add, ref_times) -> 
             token = np.array([[ids[0]]], dtype=np.int64)
             for _ in range(new_tokens):
                 mask = np.ones((1, len(ids)), dtype=np.int64)
-                out = decoder([token, mask, states, *past])
+                position = np.array([[len(ids) - 1]], dtype=np.int64)
+                out = decoder([token, mask, position, states, *past])
                 logits, past = out[0], [out[i] for i in range(1, 1 + 2 * layers)]
-                ids.append(int(np.argmax(logits[0, -1])))
+                scores = logits[0, -1].copy()
+                scores[text.sep_token_id] = -np.inf  # min_new_tokens, as the reference's call
+                ids.append(int(np.argmax(scores)))
                 token = np.array([[ids[-1]]], dtype=np.int64)
             return ids
 
@@ -330,11 +333,12 @@ def _convert_openvino(ov, torch, ref, pixels):
             super().__init__()
             self.decoder = decoder
 
-        def forward(self, input_ids, attention_mask, encoder_hidden_states, *past):
+        def forward(self, input_ids, attention_mask, position_ids, encoder_hidden_states, *past):
             cache = DynamicCache.from_legacy_cache(
                 tuple((past[2 * i], past[2 * i + 1]) for i in range(layers))
             )
             out = self.decoder(input_ids=input_ids, attention_mask=attention_mask,
+                               position_ids=position_ids,  # traced past lengths are constants
                                encoder_hidden_states=encoder_hidden_states,
                                past_key_values=cache, use_cache=True, return_dict=True)  # fmt: skip
             new = out.past_key_values.self_attention_cache
@@ -343,12 +347,32 @@ def _convert_openvino(ov, torch, ref, pixels):
                 flat += [new.layers[i].keys, new.layers[i].values]
             return (out.logits, *flat)
 
+    from transformers.cache_utils import DynamicLayer
+
+    def zero_length_4d(self, key_states):
+        """transformers' DynamicLayer starts from 1-D empty tensors, which the converter cannot
+        concatenate onto 4-D ones: start from zero-length slices of the first keys instead."""
+        self.dtype, self.device = key_states.dtype, key_states.device
+        self.keys = key_states[:, :, :0, :]
+        self.values = key_states[:, :, :0, :]
+        self.is_initialized = True
+
+    original = DynamicLayer.lazy_initialization
+    DynamicLayer.lazy_initialization = zero_length_4d
+    try:
+        return _convert_with(ov, torch, ref, pixels, layers, heads, head_dim, DecoderWithPast)
+    finally:
+        DynamicLayer.lazy_initialization = original
+
+
+def _convert_with(ov, torch, ref, pixels, layers, heads, head_dim, DecoderWithPast):
     with torch.no_grad():
         pix = pixels.float()
         vision_ir = ov.convert_model(ref.vision_model.float(), example_input=pix)
         states = ref.vision_model(pixel_values=pix).last_hidden_state
         past = [torch.zeros(1, heads, 1, head_dim) for _ in range(2 * layers)]
-        example = (torch.tensor([[30]]), torch.ones(1, 2, dtype=torch.long), states, *past)
+        example = (torch.tensor([[30]]), torch.ones(1, 2, dtype=torch.long), torch.tensor([[1]]),
+                   states, *past)  # fmt: skip
         decoder_ir = ov.convert_model(DecoderWithPast(ref.text_decoder.float()).eval(),
                                       example_input=example)  # fmt: skip
     return vision_ir, decoder_ir, layers
