@@ -44,8 +44,8 @@ import PIL.Image
 from blip_apps.backends import load_backend
 from blip_apps.datasets.decode import Decoded, iter_decoded
 from blip_apps.datasets.inputs import Failure, Item
-from blip_apps.datasets.scores import answer_scores, caption_scores, generated_mask, softmax
 from blip_apps.pipeline import Captioner, Matcher, QuestionAnswerer, resolve_model
+from blip_core.scoring import softmax
 
 TASKS = ("caption", "vqa", "embed", "match")
 DTYPES = (None, "auto", "float32", "bfloat16", "float16")
@@ -237,24 +237,17 @@ class CaptionPipeline(Pipeline):
         return prompt, gen
 
     def process(self, inputs, settings):
-        from blip_core.generation import caption_prompts, strip_prompt
+        from blip_core.generation import strip_prompt
 
         prompt, gen = self._generation(settings)
-        model, text = self.model, self.model.config.text_config
         pixels = inputs["pixel_values"]
-        batch, width, ids, mask = len(pixels), 1, None, None
         if prompt:
-            tok = self.processor.tokenizer([prompt] * batch, return_tensors="np")
-            ids, mask = tok["input_ids"], tok["attention_mask"]
-            width = int(mask[0].sum()) - 1  # [DEC] + the prompt without its [SEP]
-        # generate()'s own steps, so that the vision states are computed once for the caption
-        # and its score (blip_core.tasks.CaptioningTasks.generate)
-        config = model._generation_config(None, dict(gen))
+            tok = self.processor.tokenizer([prompt] * len(pixels), return_tensors="np")
+            gen["input_ids"] = self.tensor(tok["input_ids"])
+            gen["attention_mask"] = self.tensor(tok["attention_mask"])
         with self.backend.inference():
-            states = model._pixels(self.tensor(pixels, pixels=True), False)
-            prompts = caption_prompts(ids, mask, batch, text.bos_token_id, text.sep_token_id)
-            out = self.numpy(model._decode(states, None, prompts, config))
-            log_prob = caption_scores(model, states, out, width)
+            ids, log_prob = self.model.generate_with_scores(self.tensor(pixels, pixels=True), **gen)
+        out, log_prob = self.numpy(ids), self.numpy(log_prob)
         texts = self.processor.batch_decode(out, skip_special_tokens=True)
         if prompt and settings["original"]:
             texts = [strip_prompt(t, prompt) for t in texts]
@@ -302,11 +295,11 @@ class VqaPipeline(Pipeline):
         gen = {"num_beams": settings["num_beams"]}
         if settings["max_new_tokens"] is not None:
             gen["max_new_tokens"] = settings["max_new_tokens"]
-        text = self.model.config.text_config
         with self.backend.inference():
-            out = self.numpy(self.model.generate(t(qids), px, attention_mask=t(qmask), **gen))
-            amask, _ = generated_mask(out, 1, text.sep_token_id, text.pad_token_id)
-            log_prob = answer_scores(self.model, t, qids, qmask, px, out, amask)
+            ids, scores = self.model.generate_with_scores(
+                t(qids), px, attention_mask=t(qmask), **gen
+            )
+        out, log_prob = self.numpy(ids), self.numpy(scores)
         texts = self.processor.batch_decode(out, skip_special_tokens=True)
         return [{"question": question, "answer": a, "log_prob": float(s)}
                 for a, s in zip(texts, log_prob)]  # fmt: skip

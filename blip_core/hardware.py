@@ -82,10 +82,21 @@ def usable_threads() -> int:
     return os.cpu_count() or 1
 
 
-def _explain(device_kind, cpu_flags_found, gpu_supports_bf16) -> tuple[str, str]:
+# Frameworks whose CPU bfloat16 path is slower end to end even on AMX / AVX512-BF16 CPUs
+# (XLA:CPU's one-row bf16 products in the decode step; scripts/tf_dtype_probe.py measures it,
+# figures in the README): "auto" keeps them in float32 on CPUs.
+BF16_SLOW_ON_CPU = ("tf",)
+
+
+def _explain(device_kind, cpu_flags_found, gpu_supports_bf16, framework=None) -> tuple[str, str]:
     kind = str(device_kind).split(":")[0].lower()
     if kind not in DEVICE_KINDS:
         raise ValueError(f"device_kind={device_kind!r} is not one of {DEVICE_KINDS}")
+    if kind == "cpu" and framework in BF16_SLOW_ON_CPU:
+        return "float32", (
+            f"{framework} on CPU: bfloat16 decoding is slower than float32 under XLA:CPU "
+            "(measured by scripts/tf_dtype_probe.py), staying in float32"
+        )
     if kind != "cpu":
         if gpu_supports_bf16:
             return "bfloat16", f"{kind} device supports bfloat16"
@@ -106,26 +117,29 @@ def choose_dtype(
     device_kind: str,
     cpu_flags: Iterable[str] = (),
     gpu_supports_bf16: bool | None = None,
+    framework: str | None = None,
 ) -> str:
     """``"bfloat16"`` or ``"float32"`` for inference on ``device_kind`` (see the module rule).
 
     ``device_kind``: ``"cpu"``, ``"cuda"`` (``"cuda:1"`` accepted), ``"gpu"``, ``"mps"``, ``"xpu"``;
     ``cpu_flags``: the flags of :func:`cpu_flags` (used for ``"cpu"`` only);
-    ``gpu_supports_bf16``: the backend's answer for an accelerator (``None``: unknown -> fp32).
+    ``gpu_supports_bf16``: the backend's answer for an accelerator (``None``: unknown -> fp32);
+    ``framework``: ``"torch"``, ``"tf"``, ... (:data:`BF16_SLOW_ON_CPU` stay float32 on CPUs).
     """
-    return _explain(device_kind, cpu_flags, gpu_supports_bf16)[0]
+    return _explain(device_kind, cpu_flags, gpu_supports_bf16, framework)[0]
 
 
 def hardware_report(
     device_kind: str = "cpu",
     gpu_supports_bf16: bool | None = None,
     cpuinfo: str | None = None,
+    framework: str | None = None,
 ) -> dict:
     """What was found and what ``dtype="auto"`` chooses: ``cpu_model``, ``cpu_flags`` (the
     relevant ones present), ``bf16_native``, ``int8_native`` (VNNI/AMX-INT8), ``threads``,
     ``device``, ``auto_dtype`` and ``reason``; JSON-serialisable."""
     flags = cpu_flags(cpuinfo)
-    dtype, reason = _explain(device_kind, flags, gpu_supports_bf16)
+    dtype, reason = _explain(device_kind, flags, gpu_supports_bf16, framework)
     return {
         "cpu_model": cpu_model(cpuinfo),
         "machine": platform.machine(),

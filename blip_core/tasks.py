@@ -27,6 +27,7 @@ from blip_core.generation import (
     sequence_log_likelihood,
 )
 from blip_core.retrieval import RankResult, itc_top_k, rerank
+from blip_core.scoring import decoder_scores
 
 
 class TaskModel:
@@ -127,9 +128,33 @@ class CaptioningTasks(TaskModel):
         (``max_position_embeddings``) with a warning.  Settings: see
         :class:`blip_core.generation.GenerationConfig`.
         """
-        config = self._generation_config(generation_config, generate_kwargs)
+        return self._caption(
+            pixel_values, input_ids, attention_mask, interpolate_pos_encoding,
+            generation_config, generate_kwargs, scores=False,
+        )  # fmt: skip
+
+    def generate_with_scores(
+        self,
+        pixel_values,
+        input_ids=None,
+        attention_mask=None,
+        interpolate_pos_encoding: bool = False,
+        generation_config: GenerationConfig | None = None,
+        **generate_kwargs,
+    ):
+        """:meth:`generate`, and each caption's confidence: ``(ids, scores)`` with ``scores``
+        ``(B * num_return_sequences,)`` float32, the mean log-probability of the generated
+        tokens (``[SEP]`` included, the prompt not; :mod:`blip_core.scoring`) under the decoder,
+        over the same image states (the vision tower runs once)."""
+        return self._caption(
+            pixel_values, input_ids, attention_mask, interpolate_pos_encoding,
+            generation_config, generate_kwargs, scores=True,
+        )  # fmt: skip
+
+    def _caption(self, pixel_values, input_ids, attention_mask, interpolate, gen, kwargs, scores):
+        config = self._generation_config(gen, kwargs)
         with self.backend.inference():
-            states = self._pixels(pixel_values, interpolate_pos_encoding)
+            states = self._pixels(pixel_values, interpolate)
             batch = int(states.shape[0])
             ids = mask = None
             if input_ids is not None:
@@ -137,7 +162,13 @@ class CaptioningTasks(TaskModel):
                 mask = None if attention_mask is None else self.backend.to_numpy(attention_mask)
             text = self.config.text_config
             prompts = caption_prompts(ids, mask, batch, text.bos_token_id, text.sep_token_id)
-            return self._decode(states, None, prompts, config)
+            out = self._decode(states, None, prompts, config)
+            if not scores:
+                return out
+            rows = self.backend.to_numpy(out)
+            widths = np.repeat([len(p) for p in prompts], len(rows) // batch)
+            conf = decoder_scores(self.backend, self.text_decoder, states, None, rows, widths, text)
+        return out, self.backend.from_numpy(conf.astype(np.float32), like=states)
 
 
 class QuestionAnsweringTasks(TaskModel):
@@ -181,13 +212,44 @@ class QuestionAnsweringTasks(TaskModel):
         masked (transformers attends to it; ``text_config.ignore_encoder_attention_mask=True``
         reproduces that).
         """
-        config = self._generation_config(generation_config, generate_kwargs)
+        return self._answer(
+            input_ids, pixel_values, attention_mask, interpolate_pos_encoding,
+            generation_config, use_enc_token, generate_kwargs, scores=False,
+        )  # fmt: skip
+
+    def generate_with_scores(
+        self,
+        input_ids,
+        pixel_values,
+        attention_mask=None,
+        interpolate_pos_encoding: bool = False,
+        generation_config: GenerationConfig | None = None,
+        use_enc_token: bool = False,
+        **generate_kwargs,
+    ):
+        """:meth:`generate`, and each answer's confidence: ``(ids, scores)``, ``scores`` the mean
+        log-probability of the answer's tokens after ``[DEC]`` (``[SEP]`` included) under the
+        decoder over the same question states (:mod:`blip_core.scoring`)."""
+        return self._answer(
+            input_ids, pixel_values, attention_mask, interpolate_pos_encoding,
+            generation_config, use_enc_token, generate_kwargs, scores=True,
+        )  # fmt: skip
+
+    def _answer(self, input_ids, pixel_values, attention_mask, interpolate, gen, enc, kwargs,
+                scores):  # fmt: skip
+        config = self._generation_config(gen, kwargs)
         with self.backend.inference():
             question, mask = self._encode_question(
-                input_ids, pixel_values, attention_mask, interpolate_pos_encoding, use_enc_token
+                input_ids, pixel_values, attention_mask, interpolate, enc
             )
             prompts = [[self.config.text_config.bos_token_id] for _ in range(len(mask))]
-            return self._decode(question, mask, prompts, config)
+            out = self._decode(question, mask, prompts, config)
+            if not scores:
+                return out
+            text = self.config.text_config
+            rows = self.backend.to_numpy(out)
+            conf = decoder_scores(self.backend, self.text_decoder, question, mask, rows, 1, text)
+        return out, self.backend.from_numpy(conf.astype(np.float32), like=question)
 
     def rank_answers(
         self,

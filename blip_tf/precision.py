@@ -9,8 +9,9 @@
   casts each weight as a layer reads it);
 * ``"auto"``: :func:`blip_core.hardware.choose_dtype` (the one rule, shared with every backend)
   for the device TensorFlow runs on: the first visible GPU if any (bfloat16 where its compute
-  capability is 8.0 or newer), else the CPU (bfloat16 with AMX-BF16 / AVX-512 BF16, float32
-  elsewhere).  ``"auto"`` picks the full ``"bfloat16"`` policy, not the mixed one.
+  capability is 8.0 or newer), else the CPU, where it stays float32: XLA:CPU's bfloat16 decode
+  step is slower than float32 even on AMX CPUs (``scripts/tf_dtype_probe.py``; README).  Where it
+  picks bfloat16 it is the full ``"bfloat16"`` policy, not the mixed one.
 
 Keras gives a policy only to the layer it is passed to; :func:`scoped_init` (applied to every
 blip_tf model class) makes it the thread's default policy while that model's constructor runs,
@@ -71,8 +72,8 @@ def auto_dtype() -> str:
     """The policy name ``"auto"`` resolves to here: ``"bfloat16"`` or ``"float32"``."""
     kind = device_kind()
     if kind == "cpu":
-        return hardware.choose_dtype("cpu", hardware.cpu_flags())
-    return hardware.choose_dtype(kind, (), gpu_supports_bf16())
+        return hardware.choose_dtype("cpu", hardware.cpu_flags(), framework="tf")
+    return hardware.choose_dtype(kind, (), gpu_supports_bf16(), framework="tf")
 
 
 def resolve_dtype(value, argument: str = "dtype"):
@@ -133,7 +134,9 @@ def hardware_report() -> dict:
     """:func:`blip_core.hardware.hardware_report` for the device TensorFlow runs on, plus what
     TensorFlow sees: its version, Keras' version, the thread pools and the GPUs."""
     kind = device_kind()
-    report = hardware.hardware_report(kind, gpu_supports_bf16() if kind != "cpu" else None)
+    report = hardware.hardware_report(
+        kind, gpu_supports_bf16() if kind != "cpu" else None, framework="tf"
+    )
     report["tensorflow"] = tf.__version__
     report["keras"] = keras.__version__
     report["tf_intra_op_threads"] = tf.config.threading.get_intra_op_parallelism_threads()

@@ -14,51 +14,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from blip_core.config import BlipTextConfig
-from blip_core.constants import IGNORE_INDEX
 from blip_core.outputs import (
     BaseModelOutputWithPoolingAndCrossAttentions,
     CausalLMOutputWithCrossAttentions,
 )
 from blip_torch.cache import SelfSlots, SlotCache
 from blip_torch.masks import cross_attention_mask, self_attention_mask, slot_attention_mask
+from blip_torch.text_embeddings import BlipTextEmbeddings
+from blip_torch.text_heads import (
+    BlipTextOnlyMLMHead,
+    BlipTextPooler,
+    lm_loss,
+)
 
 LayerCache = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]
-
-
-class BlipTextEmbeddings(nn.Module):
-    """Word + absolute position embeddings, then LayerNorm (BLIP has no token types)."""
-
-    def __init__(self, config: BlipTextConfig):
-        super().__init__()
-        self.word_embeddings = nn.Embedding(
-            config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id
-        )
-        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-        self.max_positions = config.max_position_embeddings
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        past_key_values_length: int = 0,
-    ) -> torch.Tensor:
-        if inputs_embeds is None:
-            inputs_embeds = self.word_embeddings(input_ids)
-        length = inputs_embeds.shape[1]
-        if position_ids is None:
-            if past_key_values_length + length > self.max_positions:
-                raise ValueError(
-                    f"sequence of {past_key_values_length + length} tokens exceeds "
-                    f"max_position_embeddings={self.max_positions}"
-                )
-            position_ids = torch.arange(
-                past_key_values_length, past_key_values_length + length, device=inputs_embeds.device
-            )[None]
-        embeddings = inputs_embeds + self.position_embeddings(position_ids)
-        return self.dropout(self.LayerNorm(embeddings))
 
 
 class BlipTextSelfAttention(nn.Module):
@@ -260,48 +229,6 @@ class BlipTextEncoder(nn.Module):
         return hidden_states, presents, all_hidden, all_self, all_cross
 
 
-class BlipTextPooler(nn.Module):
-    def __init__(self, config: BlipTextConfig):
-        super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
-
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.dense(hidden_states[:, 0]))
-
-
-class BlipTextPredictionHeadTransform(nn.Module):
-    def __init__(self, config: BlipTextConfig):
-        super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.LayerNorm(F.gelu(self.dense(hidden_states)))
-
-
-class BlipTextLMPredictionHead(nn.Module):
-    """Transform, then the vocabulary projection; ``decoder.weight`` is tied to the word embeddings
-    by the owning :class:`BlipTextLMHeadModel`; ``bias`` is ``cls.predictions.bias``."""
-
-    def __init__(self, config: BlipTextConfig):
-        super().__init__()
-        self.transform = BlipTextPredictionHeadTransform(config)
-        self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
-        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
-
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return F.linear(self.transform(hidden_states), self.decoder.weight, self.bias)
-
-
-class BlipTextOnlyMLMHead(nn.Module):
-    def __init__(self, config: BlipTextConfig):
-        super().__init__()
-        self.predictions = BlipTextLMPredictionHead(config)
-
-    def forward(self, sequence_output: torch.Tensor) -> torch.Tensor:
-        return self.predictions(sequence_output)
-
-
 class BlipTextModel(nn.Module):
     """BERT encoder; a decoder (causal self-attention) when called with ``is_decoder=True``."""
 
@@ -407,24 +334,6 @@ class BlipTextModel(nn.Module):
             cross_attentions=all_cross,
         )
         return out if return_dict is not False else out.to_tuple()
-
-
-def lm_loss(
-    logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float, reduction: str = "mean"
-) -> torch.Tensor:
-    """Next-token cross-entropy: logits ``(B, T, V)`` at t predict labels at t+1; -100 ignored."""
-    shifted = logits[:, :-1, :].contiguous()
-    targets = labels[:, 1:].contiguous().to(shifted.device)
-    loss = F.cross_entropy(
-        shifted.view(-1, shifted.shape[-1]),
-        targets.view(-1),
-        ignore_index=IGNORE_INDEX,
-        reduction=reduction,
-        label_smoothing=label_smoothing,
-    )
-    if reduction == "none":
-        loss = loss.view(logits.shape[0], -1).sum(1)
-    return loss
 
 
 class BlipTextLMHeadModel(nn.Module):

@@ -37,14 +37,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tasks", default="caption,vqa,retrieval")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--greedy-loop", action="store_true", help="do not use model.generate")
+    parser.add_argument("--dtype", help="load the models in this dtype (bfloat16, auto, ...)")
+    parser.add_argument("--quantization", choices=["int8", "int8-dynamic"], help="torch only")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--show", type=int, default=0, help="print this many predictions per task")
     args = parser.parse_args(argv)
 
     backend = load_backend(args.backend, threads=args.threads)
     tasks = [t for t in args.tasks.split(",") if (args.models / t).is_dir()]
+    load = {k: v for k, v in (("dtype", args.dtype), ("quantization", args.quantization)) if v}
     results = evaluate(
-        backend, args.models, args.n, args.gallery, args.k, tasks, greedy_loop=args.greedy_loop
+        backend, args.models, args.n, args.gallery, args.k, tasks, args.greedy_loop, **load
     )
     print(format_table(results))
     if "vqa" in results:

@@ -59,11 +59,12 @@ def _batches(n: int, size: int):
 
 class Task:
     """The demo model of ``task`` (``caption``, ``vqa``, ``retrieval``) loaded from
-    ``directory`` with ``backend``, with its tokenizer and image processor."""
+    ``directory`` with ``backend``, with its tokenizer and image processor; ``load``: extra
+    ``from_pretrained`` arguments (``dtype="bfloat16"``, ``quantization="int8"``)."""
 
-    def __init__(self, backend: Any, task: str, directory: Path) -> None:
+    def __init__(self, backend: Any, task: str, directory: Path, **load: Any) -> None:
         self.backend = backend
-        self.model = backend.model_class(CLASS_NAMES[task]).from_pretrained(directory)
+        self.model = backend.model_class(CLASS_NAMES[task]).from_pretrained(directory, **load)
         self.tokenizer = BlipTokenizer.from_pretrained(directory)
         self.processor = BlipImageProcessor.from_pretrained(directory)
         self.text_config = self.model.config.text_config
@@ -268,17 +269,19 @@ def evaluate(
     k: int = 10,
     tasks=TASKS,
     greedy_loop: bool = False,
+    **load: Any,
 ) -> dict:
     """Score each of ``tasks`` on ``n`` held-out scenes (retrieval: a ``gallery`` of distinct
     captions, ITM re-ranking the ITC top ``k``) with the models under ``models_dir``.
 
+    ``load``: extra ``from_pretrained`` arguments for every model (a dtype, a quantization).
     Returns ``{"backend", "models", <task>: {metrics..., "seconds"}}``; JSON-serialisable.
     """
     examples = data.heldout_examples(n)
-    results: dict = {"backend": backend.name, "models": str(models_dir)}
+    results: dict = {"backend": backend.name, "models": str(models_dir), **load}
     for name in tasks:
         start = time.time()
-        task = Task(backend, name, models_dir / name)
+        task = Task(backend, name, models_dir / name, **load)
         if name == "caption":
             results[name] = eval_caption(task, examples, greedy_loop)
         elif name == "vqa":

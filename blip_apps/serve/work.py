@@ -18,8 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from blip_apps.serve.scoring import answer_scores, caption_scores
-
 TASKS = ("caption", "vqa", "retrieval")
 
 
@@ -135,16 +133,14 @@ class ServeModels:
         pixels = np.stack([job.pixels for job in jobs])
         prompt = jobs[0].prompt or None
         gen = _gen(jobs[0].max_new_tokens, jobs[0].num_beams)
-        width = 1  # [DEC]
         if prompt:
             tok = task.processor.tokenizer([prompt] * len(jobs), return_tensors="np")
             gen["input_ids"] = task.tensor(tok["input_ids"])
             gen["attention_mask"] = task.tensor(tok["attention_mask"])
-            width = int(tok["attention_mask"][0].sum()) - 1  # [CLS] -> [DEC], [SEP] dropped
         with task.backend.inference():
-            ids = task.numpy(task.model.generate(task.tensor(pixels), **gen))
+            ids, scores = task.model.generate_with_scores(task.tensor(pixels), **gen)
+        ids, scores = task.numpy(ids), task.numpy(scores)
         texts = task.processor.batch_decode(ids, skip_special_tokens=True)
-        scores = caption_scores(task.model, pixels, ids, width)
         return [{"caption": t, "score": float(s)} for t, s in zip(texts, scores)]
 
     # -- questions --------------------------------------------------------------------------
@@ -176,9 +172,11 @@ class ServeModels:
         gen = _gen(jobs[0].max_new_tokens, jobs[0].num_beams)
         t = task.tensor
         with task.backend.inference():
-            out = task.numpy(task.model.generate(t(ids), t(pixels), attention_mask=t(mask), **gen))
+            out, scores = task.model.generate_with_scores(
+                t(ids), t(pixels), attention_mask=t(mask), **gen
+            )
+        out, scores = task.numpy(out), task.numpy(scores)
         texts = task.processor.batch_decode(out, skip_special_tokens=True)
-        scores = answer_scores(task.model, pixels, ids, mask, out)
         return [{"answer": a, "score": float(s)} for a, s in zip(texts, scores)]
 
     def _rank(self, job: VqaJob) -> dict:

@@ -79,3 +79,14 @@ def test_report_says_what_was_found_and_chosen():
 def test_this_machine_report_runs():
     report = hardware.hardware_report()
     assert report["auto_dtype"] in hardware.DTYPES
+
+
+def test_tf_stays_float32_on_cpus_but_not_on_gpus():
+    """XLA:CPU's bf16 decode step is slower than float32 even with AMX: "auto" keeps TF in
+    float32 on CPUs; torch (and TF on a bf16 GPU) take bfloat16."""
+    amx = {"amx_bf16", "avx512_bf16"}
+    assert hardware.choose_dtype("cpu", amx, framework="tf") == "float32"
+    assert hardware.choose_dtype("cpu", amx, framework="torch") == "bfloat16"
+    assert hardware.choose_dtype("gpu", (), True, framework="tf") == "bfloat16"
+    report = hardware.hardware_report(framework="tf")
+    assert report["auto_dtype"] == "float32" and "XLA" in report["reason"]
