@@ -29,7 +29,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("--backend", choices=["torch", "tf"], default="torch")
+    parser.add_argument(
+        "--backend",
+        choices=["torch", "tf", "onnx"],
+        default="torch",
+        help="onnx: --models holds directories written by blip export",
+    )
     parser.add_argument("--models", type=Path, default=MODELS_DIR)
     parser.add_argument("--n", type=int, default=200, help="held-out images for caption and VQA")
     parser.add_argument("--gallery", type=int, default=100, help="retrieval candidates")
