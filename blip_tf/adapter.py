@@ -13,12 +13,12 @@ from blip_tf.checkpoint import assign_state, canonical_shapes, get_weights_dict,
 from blip_tf.generation import TFDecoderSession, project_cross_key_values
 
 
-def _l2_normalize(x, eps: float = 1e-12):
-    """``F.normalize``: ``x / max(||x||, eps)`` over the last axis (the norm in float32 under
-    a bfloat16/float16 policy; the result in ``x``'s dtype)."""
+def l2_normalize(x, eps: float | None = None):
+    """``x / ||x||`` over the last axis; with ``eps``, ``F.normalize``'s ``x / max(||x||, eps)``.
+    The norm is taken in float32 under a bfloat16/float16 policy; the result has ``x``'s dtype."""
     x32 = ops.cast(x, "float32")
     norm = ops.sqrt(ops.sum(ops.square(x32), axis=-1, keepdims=True))
-    return ops.cast(x32 / ops.maximum(norm, eps), x.dtype)
+    return ops.cast(x32 / (ops.maximum(norm, eps) if eps is not None else norm), x.dtype)
 
 
 class TFBackend:
@@ -103,12 +103,12 @@ class TFBackend:
 
     @staticmethod
     def itc_image(model, image_states) -> tf.Tensor:
-        return _l2_normalize(model.vision_proj(image_states[:, 0, :]))
+        return l2_normalize(model.vision_proj(image_states[:, 0, :]), eps=1e-12)
 
     @staticmethod
     def itc_text(model, input_ids, attention_mask) -> tf.Tensor:
         states = TFBackend.encode_text(model.text_encoder, input_ids, attention_mask)
-        return _l2_normalize(model.text_proj(states[:, 0, :]))
+        return l2_normalize(model.text_proj(states[:, 0, :]), eps=1e-12)
 
     @staticmethod
     def itm_probability(model, image_states, input_ids, attention_mask) -> np.ndarray:

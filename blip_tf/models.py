@@ -8,7 +8,7 @@ from keras import ops
 
 from blip_core.config import BlipConfig, enc_token_id
 from blip_core.tasks import CaptioningTasks, QuestionAnsweringTasks, RetrievalTasks
-from blip_tf.adapter import BACKEND
+from blip_tf.adapter import BACKEND, l2_normalize
 from blip_tf.checkpoint import PreTrainedMixin, child_scope, dense, unpack_inputs
 from blip_tf.outputs import (
     BlipForConditionalGenerationModelOutput,
@@ -30,14 +30,6 @@ def _contrastive_loss(logits):
 def blip_loss(similarity):
     """Symmetric InfoNCE over a ``(B_txt, B_img)`` similarity matrix."""
     return (_contrastive_loss(similarity) + _contrastive_loss(ops.transpose(similarity))) / 2.0
-
-
-def _l2_normalize(x, eps: float | None = None):
-    """``x / ||x||`` over the last axis; with ``eps``, ``F.normalize``'s ``x / max(||x||, eps)``.
-    The norm is taken in float32 under a bfloat16/float16 policy; the result has ``x``'s dtype."""
-    x32 = ops.cast(x, "float32")
-    norm = ops.sqrt(ops.sum(ops.square(x32), axis=-1, keepdims=True))
-    return ops.cast(x32 / (ops.maximum(norm, eps) if eps is not None else norm), x.dtype)
 
 
 def _ones_mask(states):
@@ -146,8 +138,8 @@ class BlipModel(BlipPreTrainedModel):
             output_hidden_states=output_hidden_states,
             training=training,
         )
-        image_embeds = _l2_normalize(self.visual_projection(vision_outputs.pooler_output))
-        text_embeds = _l2_normalize(self.text_projection(text_outputs.pooler_output))
+        image_embeds = l2_normalize(self.visual_projection(vision_outputs.pooler_output))
+        text_embeds = l2_normalize(self.text_projection(text_outputs.pooler_output))
         logits_per_text = ops.matmul(text_embeds, ops.transpose(image_embeds)) * ops.exp(
             self.logit_scale
         )
@@ -371,8 +363,8 @@ class BlipForImageTextRetrieval(RetrievalTasks, BlipPreTrainedModel):
             question_embeds = self.text_encoder(
                 input_ids=input_ids, attention_mask=attention_mask, training=training
             ).last_hidden_state
-            image_feat = _l2_normalize(self.vision_proj(image_embeds[:, 0, :]), eps=1e-12)
-            text_feat = _l2_normalize(self.text_proj(question_embeds[:, 0, :]), eps=1e-12)
+            image_feat = l2_normalize(self.vision_proj(image_embeds[:, 0, :]), eps=1e-12)
+            text_feat = l2_normalize(self.text_proj(question_embeds[:, 0, :]), eps=1e-12)
             output = ops.matmul(image_feat, ops.transpose(text_feat))  # (B_img, B_txt) cosine
         out = BlipImageTextMatchingModelOutput(
             itm_score=output,
