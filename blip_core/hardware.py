@@ -113,6 +113,23 @@ def _explain(device_kind, cpu_flags_found, gpu_supports_bf16, framework=None) ->
     )
 
 
+# Short names of the inference dtypes, accepted by both backends' ``dtype=`` arguments.
+DTYPE_ALIASES = {
+    "fp32": "float32",
+    "float": "float32",
+    "bf16": "bfloat16",
+    "fp16": "float16",
+    "half": "float16",
+}
+
+
+def dtype_name(text: str) -> str:
+    """A dtype argument's text in canonical form: lower case, a ``torch.`` prefix dropped, an
+    alias of :data:`DTYPE_ALIASES` resolved (``"BF16"`` -> ``"bfloat16"``; ``"auto"`` stays)."""
+    name = text.lower().removeprefix("torch.")
+    return DTYPE_ALIASES.get(name, name)
+
+
 def choose_dtype(
     device_kind: str,
     cpu_flags: Iterable[str] = (),
@@ -164,6 +181,8 @@ def format_report(report: dict) -> str:
 
 
 __all__ = [
+    "DTYPE_ALIASES",
+    "dtype_name",
     "BF16_CPU_FLAGS",
     "INT8_CPU_FLAGS",
     "RELEVANT_FLAGS",

@@ -44,13 +44,6 @@ import tensorflow as tf
 from blip_core import hardware
 
 POLICIES = ("float32", "bfloat16", "float16", "mixed_bfloat16", "mixed_float16")
-_ALIASES = {
-    "fp32": "float32",
-    "float": "float32",
-    "bf16": "bfloat16",
-    "fp16": "float16",
-    "half": "float16",
-}
 
 
 def gpu_supports_bf16() -> bool | None:
@@ -86,15 +79,14 @@ def resolve_dtype(value, argument: str = "dtype"):
     if value is None or isinstance(value, (dict, keras.DTypePolicy)):
         return value
     if isinstance(value, str):
-        name = value.lower()
-        name = _ALIASES.get(name, name)
+        name = hardware.dtype_name(value)
         if name == "auto":
             return auto_dtype()
         if name in POLICIES:
             return name
     raise ValueError(
         f"{argument}={value!r} is not understood; allowed: 'auto', one of {list(POLICIES)}, "
-        f"an alias {sorted(_ALIASES)}, a keras.DTypePolicy, or None (float32)"
+        f"an alias {sorted(hardware.DTYPE_ALIASES)}, a keras.DTypePolicy, or None (float32)"
     )
 
 

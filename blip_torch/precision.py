@@ -28,16 +28,7 @@ import torch
 
 from blip_core import hardware
 
-_NAMES = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "float": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-    "half": torch.float16,
-}
+_NAMES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _ALLOWED = (torch.float32, torch.bfloat16, torch.float16)
 
 
@@ -73,14 +64,14 @@ def resolve_dtype(
             raise ValueError(f"{argument}={value} is not a floating dtype; allowed: {_ALLOWED}")
         return value
     if isinstance(value, str):
-        name = value.lower().removeprefix("torch.")
+        name = hardware.dtype_name(value)
         if name == "auto":
             return auto_dtype(device)
         if name in _NAMES:
             return _NAMES[name]
     raise ValueError(
         f"{argument}={value!r} is not understood; allowed: a torch dtype, 'auto', "
-        f"or one of {sorted(_NAMES)}"
+        f"one of {sorted(_NAMES)} or an alias {sorted(hardware.DTYPE_ALIASES)}"
     )
 
 
