@@ -115,47 +115,6 @@ def _one_image(path: str, processor, out: Output) -> np.ndarray | None:
     return batch.pixel_values
 
 
-def cmd_caption(args: Any, out: Output) -> int:
-    from blip_apps.pipeline import Captioner
-
-    paths = _images(args.images)
-    captioner = load_task(Captioner, args, "caption")
-    gen = {"num_beams": args.beams, "max_new_tokens": args.max_new_tokens}
-    prompt = args.prompt
-    if args.original:
-        from blip_core.generation import ORIGINAL_BLIP_CAPTION, ORIGINAL_BLIP_PROMPT
-
-        gen = dict(ORIGINAL_BLIP_CAPTION)
-        prompt = prompt or ORIGINAL_BLIP_PROMPT
-    for batch in _batches(paths, captioner.processor, args, out):
-        texts = captioner.caption_pixels(
-            batch.pixel_values, prompt=prompt, strip=args.original, **gen
-        )
-        for path, text in zip(batch.paths, texts):
-            out.emit({"image": str(path), "caption": text})
-    return out.status
-
-
-def cmd_vqa(args: Any, out: Output) -> int:
-    from blip_apps.pipeline import QuestionAnswerer
-
-    qa = load_task(QuestionAnswerer, args, "vqa")
-    pixels = _one_image(args.image, qa.processor, out)
-    if pixels is None:
-        return out.status
-    record = {"image": args.image, "question": args.question}
-    if args.answers:
-        ranked = qa.rank(pixels, args.question, args.answers)
-        record["ranking"] = [{"answer": a, "log_likelihood": s} for a, s in ranked]
-    else:
-        gen = {"num_beams": args.beams}
-        if args.max_new_tokens is not None:
-            gen["max_new_tokens"] = args.max_new_tokens
-        record["answer"] = qa.answer(pixels, args.question, **gen)[0]
-    out.emit(record)
-    return out.status
-
-
 def cmd_match(args: Any, out: Output) -> int:
     from blip_apps.pipeline import Matcher
 
@@ -198,10 +157,8 @@ def convert_main(argv: list[str]) -> int:
 
 __all__ = [
     "Output",
-    "cmd_caption",
     "cmd_match",
     "cmd_search",
-    "cmd_vqa",
     "convert_main",
     "load_task",
 ]

@@ -11,27 +11,23 @@ model methods (``generate``, ``rank_answers``, ``encode_images``, ``encode_texts
 from __future__ import annotations
 
 import os
-from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import PIL.Image
 
 from blip_apps.backends import BACKENDS, load_backend
+from blip_apps.datasets.decode import DECODE_ERRORS, Decoded, decode_items, describe, iter_decoded
+from blip_apps.datasets.inputs import IMAGE_SUFFIXES, Item
 from blip_core.generation import strip_prompt
 from blip_core.hub import resolve_model_dir
-from blip_core.image_processing import ImageLoadError, load_image
 from blip_core.processing import BlipProcessor
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"}
-
 # What one unreadable input can raise while it is read and preprocessed: the file is reported and
-# the run goes on.  PIL's DecompressionBombError derives from Exception, not OSError.
-IMAGE_ERRORS = (ImageLoadError, PIL.Image.DecompressionBombError, OSError, ValueError)
+# the run goes on (PIL's DecompressionBombError derives from Exception, not OSError).
+IMAGE_ERRORS = DECODE_ERRORS
 
 
 def Backend(name: str) -> Any:  # noqa: N802 - the name the pipeline's callers already use
@@ -63,11 +59,7 @@ def expand_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
 
 def image_error(path: str | os.PathLike, exc: BaseException) -> str:
     """One line naming ``path`` and why it could not be read."""
-    if isinstance(exc, ImageLoadError):
-        return str(exc)
-    if isinstance(exc, PIL.Image.DecompressionBombError):
-        return f"cannot load image {str(path)!r}: too many pixels (decompression bomb?): {exc}"
-    return f"cannot load image {str(path)!r}: {type(exc).__name__}: {exc}"
+    return describe(str(path), exc)
 
 
 @dataclass
@@ -77,50 +69,34 @@ class ImageBatch:
     failures: list[tuple[Path, str]]  # (path, one-line reason naming the path)
 
 
-def _preprocess(processor: BlipProcessor, images: list) -> np.ndarray:
-    return processor.image_processor(images, return_tensors="np")["pixel_values"]
+def _batch(decoded: Decoded) -> ImageBatch:
+    return ImageBatch(
+        [item.path for item in decoded.items],
+        decoded.inputs,
+        [(Path(f.id), f.reason) for f in decoded.failures],
+    )
+
+
+def _preparer(processor: BlipProcessor):
+    return lambda images: processor.image_processor(images, return_tensors="np")["pixel_values"]
 
 
 def decode_batch(paths: Sequence[Path], processor: BlipProcessor) -> ImageBatch:
-    """Read and preprocess ``paths``; a file that fails is listed in ``failures``, not raised."""
-    images, ok, failures = [], [], []
-    for path in paths:
-        try:
-            images.append(load_image(path))
-            ok.append(Path(path))
-        except IMAGE_ERRORS as exc:
-            failures.append((Path(path), image_error(path, exc)))
-    if not images:
-        return ImageBatch([], None, failures)
-    try:
-        return ImageBatch(ok, _preprocess(processor, images), failures)
-    except IMAGE_ERRORS:  # one image the processor refuses: find it, keep the others
-        kept, rows = [], []
-        for path, image in zip(ok, images):
-            try:
-                rows.append(_preprocess(processor, [image]))
-                kept.append(path)
-            except IMAGE_ERRORS as exc:
-                failures.append((path, image_error(path, exc)))
-        return ImageBatch(kept, np.concatenate(rows) if rows else None, failures)
+    """Read and preprocess ``paths``; a file that fails is listed in ``failures``, not raised
+    (:func:`blip_apps.datasets.decode.decode_items`)."""
+    items = [Item(str(p), Path(p)) for p in paths]
+    return _batch(decode_items(items, _preparer(processor)))
 
 
 def iter_image_batches(
     paths: Sequence[Path], processor: BlipProcessor, batch_size: int, prefetch: int = 2
 ) -> Iterator[ImageBatch]:
     """Decode and preprocess batches on a background thread, ``prefetch`` batches ahead, so
-    image decoding overlaps the model work on the previous batch."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size={batch_size!r}: must be a whole number >= 1")
-    chunks = [list(paths[i : i + batch_size]) for i in range(0, len(paths), batch_size)]
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pending: deque = deque()
-        for chunk in chunks:
-            pending.append(pool.submit(decode_batch, chunk, processor))
-            if len(pending) > prefetch:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+    image decoding overlaps the model work on the previous batch (the one decode loop,
+    :func:`blip_apps.datasets.decode.iter_decoded`)."""
+    items = [Item(str(p), Path(p)) for p in paths]
+    for decoded in iter_decoded(items, _preparer(processor), batch_size, prefetch):
+        yield _batch(decoded)
 
 
 class _Task:
