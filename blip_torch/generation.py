@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from blip_torch.cache import SlotCache
-from blip_torch.text import BlipTextLMHeadModel
+from blip_torch.text import BlipTextLMHeadModel, fuse_projections
 
 _COMPILED_STEP = "_blip_compiled_step"  # attribute compile_decoder sets on the decoder
 _COMPILED_CAPACITY_MULTIPLE = 16  # compiled steps: fewer distinct shapes -> fewer recompiles
@@ -60,6 +60,7 @@ def compile_decoder(model: torch.nn.Module, mode: str | None = None, **options) 
     )
     if not isinstance(decoder, BlipTextLMHeadModel):
         raise TypeError(f"{type(model).__name__} has no BLIP text decoder to compile")
+    fuse_projections(decoder.bert)
     compiled = torch.compile(decode_step, mode=mode, dynamic=False, **options)
     object.__setattr__(decoder, _COMPILED_STEP, compiled)  # not a submodule: keys unchanged
     return model
@@ -83,6 +84,7 @@ class TorchDecoderSession:
     ):
         self.decoder = decoder
         self.device = encoder_hidden_states.device
+        fuse_projections(decoder.bert)  # one product for q/k/v per layer (no-op once fused)
         layers = decoder.bert.encoder.layer
         # (B, heads, N, head_dim) per layer, computed once; rows expanded for beams/samples.
         index = torch.arange(encoder_hidden_states.shape[0], device=self.device)

@@ -21,7 +21,7 @@ CPUINFO = (
     [
         (SAPPHIRE.split(), "bfloat16"),
         (["avx2", "amx_bf16"], "bfloat16"),
-        (["avx2", "avx512_bf16"], "bfloat16"),
+        (["avx2", "avx512_bf16"], "float32"),  # bf16 instructions without AMX: not measured
         (CASCADE.split(), "float32"),
         (["avx2", "amx_int8"], "float32"),  # int8 matrix units alone do not make bf16 native
         ([], "float32"),
@@ -29,6 +29,32 @@ CPUINFO = (
 )
 def test_cpu_rule(flags, want):
     assert hardware.choose_dtype("cpu", flags) == want
+
+
+@pytest.mark.parametrize(
+    "flags, speedup, want",
+    [
+        (["avx512_bf16"], 2.06, "bfloat16"),  # measured on an AMD EPYC (Zen 4) here
+        (["avx512_bf16"], hardware.MIN_BF16_SPEEDUP, "bfloat16"),
+        (["avx512_bf16"], 1.1, "float32"),  # faster, but not enough to pay for bf16 rounding
+        (["avx512_bf16"], 0.55, "float32"),  # slower (a Xeon without AMX, measured earlier)
+        (SAPPHIRE.split(), 0.5, "bfloat16"),  # AMX is known: a measurement is not asked for
+        (CASCADE.split(), 3.0, "float32"),  # no bf16 instructions: emulated, whatever was timed
+    ],
+)
+def test_cpu_rule_with_a_measurement(flags, speedup, want):
+    assert hardware.choose_dtype("cpu", flags, bf16_speedup=speedup) == want
+    report = hardware.hardware_report("cpu", cpuinfo=f"flags : {' '.join(flags)}\n",
+                                      bf16_speedup=speedup)  # fmt: skip
+    assert report["auto_dtype"] == want and report["bf16_speedup"] == speedup
+
+
+def test_which_cpus_need_the_probe():
+    assert hardware.needs_bf16_probe("cpu", ["avx512_bf16"])
+    assert not hardware.needs_bf16_probe("cpu", ["avx512_bf16", "amx_bf16"])  # known
+    assert not hardware.needs_bf16_probe("cpu", CASCADE.split())  # no bf16 at all
+    assert not hardware.needs_bf16_probe("cuda", ["avx512_bf16"])
+    assert not hardware.needs_bf16_probe("cpu", ["avx512_bf16"], framework="tf")  # known slow
 
 
 @pytest.mark.parametrize(

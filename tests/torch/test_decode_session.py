@@ -16,6 +16,7 @@ import blip_torch  # noqa: E402
 from blip_core.generation import left_align  # noqa: E402
 from blip_torch.cache import SlotCache  # noqa: E402
 from blip_torch.generation import TorchDecoderSession  # noqa: E402
+from blip_torch.text import BlipTextSelfAttention  # noqa: E402
 from tests.helpers import make_inputs  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "reference"
@@ -147,3 +148,87 @@ def test_compile_decoder_gives_the_eager_ids():
 def test_compile_decoder_needs_a_decoder():
     with pytest.raises(TypeError, match="BlipVisionModel has no BLIP text decoder"):
         blip_torch.compile_decoder(blip_torch.BlipVisionModel(blip_torch.BlipVisionConfig()))
+
+
+# -- fused query/key/value projections ---------------------------------------------------------
+
+
+def self_attentions(model):
+    return [layer.attention.self for layer in model.text_decoder.bert.encoder.layer]
+
+
+def step_logits(model, states, tokens=(30, 41, 52)):
+    """Prefill + two steps through a slot-cache session, as one float32 array."""
+    session = TorchDecoderSession(model.text_decoder, states, None, 1, capacity=8)
+    return np.concatenate(drive(session, [list(tokens)] * states.shape[0], steps=2))
+
+
+def unfused_logits(model, states, monkeypatch):
+    """:func:`step_logits` with fusion switched off (three products per self-attention)."""
+    with monkeypatch.context() as patch:
+        patch.setattr(BlipTextSelfAttention, "fuse_projections", lambda self: False)
+        return step_logits(model, states)
+
+
+def load_caption():
+    model = blip_torch.BlipForConditionalGeneration.from_pretrained(FIXTURES / "caption")
+    pixels = torch.from_numpy(make_inputs(batch=2, seed=5)["pixel_values"])
+    with torch.no_grad():
+        states = model.vision_model(pixels).last_hidden_state
+    return model, states
+
+
+def test_decoder_session_fuses_qkv_without_changing_keys_or_logits(monkeypatch):
+    """Opening a session stores each self-attention's q/k/v weights as row blocks of one
+    tensor: the parameters view it (no copy), the state-dict keys and values are unchanged,
+    and the logits equal the three-product path's (float rounding of one larger product)."""
+    model, states = load_caption()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    unfused = unfused_logits(model, states, monkeypatch)
+    assert all(module._qkv is None for module in self_attentions(model))
+    fused = step_logits(model, states)
+    for module in self_attentions(model):
+        weight, bias, _ = module._qkv
+        rows = module.all_head_size
+        assert weight.shape == (3 * rows, module.query.in_features)
+        assert module.query.weight.data_ptr() == weight.data_ptr()
+        assert module.value.weight.data_ptr() == weight[2 * rows].data_ptr()
+        assert module.key.bias.data_ptr() == bias[rows].data_ptr()
+    after = model.state_dict()
+    assert after.keys() == before.keys()
+    assert all(torch.equal(after[k], before[k]) for k in before)
+    np.testing.assert_allclose(fused, unfused, atol=2e-5, rtol=0)
+    assert (fused.argmax(-1) == unfused.argmax(-1)).all()
+
+
+def test_fused_projections_follow_weight_changes(monkeypatch):
+    """An in-place update of a fused weight is seen by the fused product (same storage); a
+    replaced weight (``.to(dtype)``) unfuses the layer instead of using stale numbers."""
+    model, states = load_caption()
+    step_logits(model, states)  # fuses
+    with torch.no_grad():
+        for module in self_attentions(model):
+            module.query.weight.mul_(0.5)
+            module.key.bias.add_(0.25)
+    after_update = step_logits(model, states)
+    assert all(module._fused() is not None for module in self_attentions(model))
+    np.testing.assert_allclose(
+        after_update, unfused_logits(model, states, monkeypatch), atol=2e-5, rtol=0
+    )
+    model.to(torch.bfloat16)  # every parameter replaced: the fused storage is stale now
+    for module in self_attentions(model):
+        assert module._fused() is None and module._qkv is None
+
+
+def test_training_forward_keeps_separate_products_and_gradients():
+    """With gradients on, the fused product is not used, so every projection gets its grad."""
+    model, states = load_caption()
+    step_logits(model, states)  # fuses
+    raw = make_inputs(batch=2, seed=3)
+    inputs = {k: torch.from_numpy(raw[k]) for k in ("pixel_values", "input_ids", "attention_mask")}
+    model.train()
+    out = model(**inputs, labels=inputs["input_ids"])
+    out.loss.backward()
+    for module in self_attentions(model):
+        for linear in (module.query, module.key, module.value):
+            assert linear.weight.grad is not None and linear.weight.grad.abs().sum() > 0

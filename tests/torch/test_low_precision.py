@@ -50,7 +50,8 @@ def outputs(model, inputs):
 def test_bf16_layer_norm_and_softmax_compute_in_fp32():
     gen = torch.Generator().manual_seed(0)
     x = (torch.randn(4, 768, generator=gen) * 3 + 1).bfloat16()
-    weight, bias = torch.rand(768, generator=gen).bfloat16() + 0.5, torch.randn(768).bfloat16()
+    weight = torch.rand(768, generator=gen).bfloat16() + 0.5
+    bias = torch.randn(768, generator=gen).bfloat16()
     low = torch.nn.functional.layer_norm(x, (768,), weight, bias)
     high = torch.nn.functional.layer_norm(x.float(), (768,), weight.float(), bias.float())
     assert torch.equal(low, high.bfloat16())  # fp32 statistics, one rounding at the end
@@ -78,13 +79,41 @@ def test_default_stays_float32(fp32):
 
 
 @pytest.mark.parametrize(
-    "flags, want", [({"avx2", "amx_bf16"}, torch.bfloat16), ({"avx2"}, torch.float32)]
+    "flags, speedup, want",
+    [
+        ({"avx2", "amx_bf16", "avx512_bf16"}, None, torch.bfloat16),  # known: not measured
+        ({"avx2", "avx512_bf16"}, 2.0, torch.bfloat16),  # measured faster (an AMD EPYC here)
+        ({"avx2", "avx512_bf16"}, 0.55, torch.float32),  # measured slower (seen on a Xeon)
+        ({"avx2"}, None, torch.float32),
+    ],
 )
-def test_auto_follows_the_core_rule(monkeypatch, flags, want):
+def test_auto_follows_the_core_rule(monkeypatch, flags, speedup, want):
     monkeypatch.setattr(hardware, "cpu_flags", lambda cpuinfo=None: frozenset(flags))
+    calls = []
+
+    def measured():
+        calls.append(1)
+        return speedup
+
+    monkeypatch.setattr(precision, "bf16_speedup", measured)
     assert precision.auto_dtype("cpu") == want
+    assert len(calls) == (speedup is not None)  # the probe runs only where the rule needs it
+    report = precision.hardware_report("cpu")
+    assert report["auto_dtype"] == str(want).removeprefix("torch.")
+    assert report["bf16_speedup"] == speedup
     model = Caption.from_pretrained(FIXTURES / "caption", torch_dtype="auto")
     assert {p.dtype for p in model.parameters()} == {want}
+
+
+def test_bf16_probe_measures_this_machine():
+    """The probe times real products: a positive ratio, cached for the process; what auto
+    picks from it is the core rule's verdict for this CPU."""
+    speedup = precision.bf16_speedup()
+    assert speedup > 0 and precision.bf16_speedup() is speedup
+    flags = hardware.cpu_flags()
+    measured = speedup if hardware.needs_bf16_probe("cpu", flags, "torch") else None
+    want = hardware.choose_dtype("cpu", flags, framework="torch", bf16_speedup=measured)
+    assert str(precision.auto_dtype("cpu")) == f"torch.{want}"
 
 
 def test_bad_dtype_arguments_are_named():
