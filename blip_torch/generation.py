@@ -9,10 +9,13 @@ same shapes as the last, so it can run compiled (:func:`compile_decoder`).  With
 the session grows a concat cache instead (the transformers-style ``past_key_values``).
 
 Logits leave the session as float32 numpy (converted on the device from the model dtype).
-:meth:`TorchDecoderSession.prefill_tokens` / :meth:`~TorchDecoderSession.step_tokens` are an
-optional fast path for greedy search: the argmax of exactly those float32 logits is taken on the
-device (``torch.argmax`` and ``np.argmax`` both pick the first maximal index), so only ``N`` ids
-cross to the host; the search may use them only where no logits processor changes the scores.
+Optional fast paths keep the vocabulary on the device (see
+:class:`blip_core.generation.DecoderSession`): greedy search takes the argmax of exactly those
+float32 logits there (``torch.argmax`` and ``np.argmax`` both pick the first maximal index), so
+only ``N`` ids cross to the host; beam search takes each row's top ``k`` log-probabilities
+(log-softmax in float32 on the device: the same values as the host's within float32 rounding).
+The minimum-length processor's eos suppression is applied on the device; under a repetition
+penalty or when sampling the search asks for full logits.
 """
 
 from __future__ import annotations
@@ -99,6 +102,7 @@ class TorchDecoderSession:
             )
         self.encoder_attention_mask = encoder_attention_mask.index_select(0, index)
         self.self_cache: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        self.last: torch.Tensor | None = None  # the logits of the last fast-path call
         self.compiled = getattr(decoder, _COMPILED_STEP, None)
         self.cache: SlotCache | None = None
         if capacity is not None:
@@ -176,17 +180,59 @@ class TorchDecoderSession:
         logits = self._logits(token_ids[:, None], attention_mask, position_ids[:, None])
         return logits.cpu().numpy()
 
-    @torch.no_grad()
-    def prefill_tokens(self, input_ids, attention_mask, position_ids) -> np.ndarray:
-        """``np.argmax(self.prefill(...), -1)``, computed on the device: int64 ``(N,)``."""
-        logits = self._logits(input_ids, attention_mask, position_ids)
-        return logits.argmax(dim=-1).cpu().numpy()
+    def _suppressed(self, scores: torch.Tensor, suppress, suppress_ids) -> torch.Tensor:
+        """``scores`` ``(N, V)`` with ``suppress_ids`` at -inf in the rows ``suppress`` marks."""
+        if suppress is None or not len(suppress_ids) or not np.any(suppress):
+            return scores
+        rows = self._tensor(np.flatnonzero(suppress))[:, None]
+        columns = self._tensor(np.asarray(suppress_ids, dtype=np.int64))[None, :]
+        scores[rows, columns] = float("-inf")
+        return scores
+
+    def _argmax(self, logits, suppress, suppress_ids) -> np.ndarray:
+        self.last = logits
+        return self._suppressed(logits.clone(), suppress, suppress_ids).argmax(-1).cpu().numpy()
+
+    def _topk(self, logits, k, suppress, suppress_ids) -> tuple[np.ndarray, np.ndarray]:
+        self.last = logits
+        log_probs = self._suppressed(torch.log_softmax(logits, dim=-1), suppress, suppress_ids)
+        values, ids = torch.topk(log_probs, min(k, log_probs.shape[-1]), dim=-1)
+        return values.cpu().numpy(), ids.cpu().numpy()
 
     @torch.no_grad()
-    def step_tokens(self, token_ids, attention_mask, position_ids) -> np.ndarray:
-        """``np.argmax(self.step(...), -1)``, computed on the device: int64 ``(N,)``."""
+    def prefill_tokens(self, input_ids, attention_mask, position_ids, suppress=None,
+                       suppress_ids=()) -> np.ndarray:  # fmt: skip
+        """The argmax ids ``(N,)`` of :meth:`prefill`'s logits (``suppress_ids`` at -inf in
+        the rows ``suppress`` marks), chosen on the device: ``np.argmax``'s first maximum."""
+        logits = self._logits(input_ids, attention_mask, position_ids)
+        return self._argmax(logits, suppress, suppress_ids)
+
+    @torch.no_grad()
+    def step_tokens(self, token_ids, attention_mask, position_ids, suppress=None,
+                    suppress_ids=()) -> np.ndarray:  # fmt: skip
+        """:meth:`prefill_tokens` for one step (the arguments of :meth:`step`)."""
         logits = self._logits(token_ids[:, None], attention_mask, position_ids[:, None])
-        return logits.argmax(dim=-1).cpu().numpy()
+        return self._argmax(logits, suppress, suppress_ids)
+
+    @torch.no_grad()
+    def prefill_topk(self, input_ids, attention_mask, position_ids, k, suppress=None,
+                     suppress_ids=()) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """The ``k`` largest float32 log-softmax values ``(N, k)`` of :meth:`prefill`'s logits
+        per row, largest first, and their ids (``suppress_ids`` at -inf in the rows
+        ``suppress`` marks); only these cross to the host (beam search)."""
+        logits = self._logits(input_ids, attention_mask, position_ids)
+        return self._topk(logits, k, suppress, suppress_ids)
+
+    @torch.no_grad()
+    def step_topk(self, token_ids, attention_mask, position_ids, k, suppress=None,
+                  suppress_ids=()) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """:meth:`prefill_topk` for one step (the arguments of :meth:`step`)."""
+        logits = self._logits(token_ids[:, None], attention_mask, position_ids[:, None])
+        return self._topk(logits, k, suppress, suppress_ids)
+
+    def last_logits(self) -> np.ndarray:
+        """The float32 logits ``(N, V)`` of the last ``*_tokens`` / ``*_topk`` call."""
+        return self.last.cpu().numpy()
 
     def reorder(self, indices: np.ndarray) -> None:
         index = self._tensor(indices)

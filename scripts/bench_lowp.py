@@ -119,7 +119,23 @@ def our_variants(directory, device, smoke: bool = False) -> dict:
         variants[name] = (int8, torch.bfloat16)
     except ImportError:
         print("torchao not installed: no int8 rows", flush=True)
+    if not smoke:  # last: compile_vision's freezing flag is process-wide (reset by the caller)
+
+        def compiled():
+            model = load(directory, dtype="auto", device=device)
+            blip_torch.compile_vision(model)
+            return blip_torch.compile_decoder(model)
+
+        variants["ours auto, compiled"] = (compiled, blip_torch.auto_dtype(device))
     return variants
+
+
+def reset_compiler(torch) -> None:
+    """Forget compiled graphs and undo compile_vision's process-wide freezing flag."""
+    import torch._inductor.config as inductor_config
+
+    torch._dynamo.reset()
+    inductor_config.freezing = False
 
 
 def fidelity(torch, model, fp32, pixels, new_tokens: int) -> dict:
@@ -194,7 +210,7 @@ def dtype_rows(directory, ref_fp32, pixels, new_tokens, median_time, add, step_f
                      f"agreement {row['fidelity']['greedy_token_agreement']:.2f}")  # fmt: skip
             add(f"beam-3 caption ({new_tokens}) [{name}]", ref_t["beam"], beam)
             del model
-            torch._dynamo.reset()
+            reset_compiler(torch)
     return results
 
 
@@ -249,7 +265,7 @@ def folder_throughput(directory, jpegs, batch_sizes, new_tokens, device, smoke=F
                 print(f"folder [{name}] batch {bs:2d}: {results[name][bs]:.2f} images/s",
                       flush=True)  # fmt: skip
             del model
-            torch._dynamo.reset()
+            reset_compiler(torch)
     return results
 
 

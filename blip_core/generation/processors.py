@@ -42,14 +42,27 @@ def apply_processors(
             idx = np.unique(tokens)
             vals = scores[i, idx]
             scores[i, idx] = np.where(vals < 0, vals * p, vals / p)
-    eos = config.eos_ids
-    if eos:
-        forbid = lengths < min_lengths
-        if config.min_new_tokens:
-            forbid |= (lengths - prompt_lengths) < config.min_new_tokens
-        if forbid.any():
-            scores[np.ix_(forbid, eos)] = -np.inf
+    forbid = eos_forbidden(config, lengths, prompt_lengths, min_lengths)
+    if forbid.any():
+        scores[np.ix_(forbid, config.eos_ids)] = -np.inf
     return scores
+
+
+def eos_forbidden(
+    config: GenerationConfig,
+    lengths: np.ndarray,
+    prompt_lengths: np.ndarray,
+    min_lengths: np.ndarray,
+) -> np.ndarray:
+    """Rows ``(N,)`` whose eos tokens the minimum-length processors forbid at ``lengths``
+    (below ``min_length``, or fewer than ``min_new_tokens`` generated); all False without eos."""
+    lengths = np.asarray(lengths)
+    if not config.eos_ids:
+        return np.zeros(lengths.shape, dtype=bool)
+    forbid = lengths < min_lengths
+    if config.min_new_tokens:
+        forbid |= (lengths - prompt_lengths) < config.min_new_tokens
+    return forbid
 
 
 def apply_warpers(scores: np.ndarray, config: GenerationConfig, min_keep: int) -> np.ndarray:

@@ -24,7 +24,13 @@ from typing import Protocol
 
 import numpy as np
 
-from blip_core.generation.processors import apply_processors, apply_warpers, log_softmax, softmax
+from blip_core.generation.processors import (
+    apply_processors,
+    apply_warpers,
+    eos_forbidden,
+    log_softmax,
+    softmax,
+)
 from blip_core.generation.prompts import left_align
 from blip_core.generation.settings import GenerationConfig
 
@@ -51,10 +57,18 @@ class DecoderSession(Protocol):
     def reorder(self, indices: np.ndarray) -> None:
         """Reorder the cache rows (beam search): row ``i`` becomes old row ``indices[i]``."""
 
-    # Optional (greedy fast path): ``prefill_tokens`` / ``step_tokens`` take the same arguments
-    # as ``prefill`` / ``step`` and return the argmax ids ``(N,)`` of the float32 logits, chosen
-    # on the device, so the host is not sent ``(N, V)`` logits when no processor would change
-    # them.  A session without them always returns logits.
+    # Optional fast paths, so the host is not sent ``(N, V)`` logits every step.  Each takes the
+    # arguments of ``prefill`` / ``step`` plus ``suppress`` (``(N,)`` bool or None) and
+    # ``suppress_ids``: in the rows ``suppress`` marks, those token ids score -inf first (the
+    # minimum-length processor, decided here and applied on the device).
+    # * ``prefill_tokens`` / ``step_tokens`` (greedy): the argmax ids ``(N,)`` of the float32
+    #   logits (the first maximal index, as ``np.argmax``).
+    # * ``prefill_topk`` / ``step_topk`` (beam search; one more argument ``k``): the ``k``
+    #   largest float32 log-softmax values ``(N, k)``, largest first, and their token ids; and
+    #   ``last_logits()``: the float32 logits ``(N, V)`` of the last call, for the steps where
+    #   those ``k`` cannot settle the choice (ties at the k-th place).
+    # They are used only where no other processor would change the scores, so the search makes
+    # the same choices; a session without them always returns logits.
 
 
 def _limits(config: GenerationConfig, prompt_lengths: np.ndarray):
@@ -113,9 +127,11 @@ def _greedy_or_sample(open_session, prompts, config: GenerationConfig) -> list[l
     histories = [np.asarray(r, dtype=np.int64) for r in rows]
     unfinished = prompt_lengths < max_lengths
     lengths = np.array([len(h) for h in histories])
-    on_device = _argmax_on_device(session, config, lengths, prompt_lengths, min_lengths)
+    on_device = _argmax_on_device(session, config)
     if on_device:
-        logits, device_tokens = None, session.prefill_tokens(ids, mask, positions)
+        suppress = eos_forbidden(config, lengths, prompt_lengths, min_lengths)
+        device_tokens = session.prefill_tokens(ids, mask, positions, suppress, config.eos_ids)
+        logits = None
     else:
         logits = session.prefill(ids, mask, positions)
     next_positions = positions[:, -1] + 1
@@ -143,29 +159,61 @@ def _greedy_or_sample(open_session, prompts, config: GenerationConfig) -> list[l
         if not unfinished.any():
             break
         mask = np.concatenate([mask, np.ones((len(rows), 1), dtype=np.int64)], axis=1)
-        if _argmax_on_device(session, config, lengths, prompt_lengths, min_lengths):
-            logits, device_tokens = None, session.step_tokens(tokens, mask, next_positions)
+        if on_device:
+            suppress = eos_forbidden(config, lengths, prompt_lengths, min_lengths)
+            device_tokens = session.step_tokens(
+                tokens, mask, next_positions, suppress, config.eos_ids
+            )
         else:
             logits = session.step(tokens, mask, next_positions)
         next_positions = next_positions + 1
     return [h.tolist() for h in histories]
 
 
-def _argmax_on_device(session, config, lengths, prompt_lengths, min_lengths) -> bool:
-    """Whether the next greedy choice may be the session's own argmax (its optional
-    ``prefill_tokens`` / ``step_tokens``): only when no processor would change the scores at
-    ``lengths`` (no repetition penalty, no row still below its minimum length), so the tokens
-    are exactly ``np.argmax`` of the logits the session would have returned."""
-    if config.do_sample or not hasattr(session, "step_tokens"):
-        return False
-    if config.repetition_penalty != 1.0:
-        return False
-    if config.eos_ids:
-        if (lengths < min_lengths).any():
-            return False
-        if config.min_new_tokens and ((lengths - prompt_lengths) < config.min_new_tokens).any():
-            return False
-    return True
+def _argmax_on_device(session, config) -> bool:
+    """Whether greedy choices may be the session's own argmax (its optional ``prefill_tokens``
+    / ``step_tokens``): not when sampling, and not under a repetition penalty (which needs each
+    row's history); the minimum-length processor travels as ``suppress``, so the tokens are
+    exactly ``np.argmax`` of the processed logits the session would have returned."""
+    return (
+        not config.do_sample
+        and config.repetition_penalty == 1.0
+        and hasattr(session, "step_tokens")
+    )
+
+
+def _topk_on_device(session, config) -> bool:
+    """Whether beam search may take each row's top candidates from the session (its optional
+    ``prefill_topk`` / ``step_topk``): under the same conditions as :func:`_argmax_on_device`."""
+    return (
+        not config.do_sample and config.repetition_penalty == 1.0 and hasattr(session, "step_topk")
+    )
+
+
+def _device_candidates(values, ids, running_scores, keep):
+    """The best ``keep`` candidates per image from each row's device top-k, or None where
+    those cannot settle it exactly.
+
+    ``values`` / ``ids``: ``(B, K, k)``, each row's ``k`` largest log-probabilities, largest
+    first, and their token ids; ``running_scores`` ``(B, K)``.  The full search ranks
+    ``log_prob + running_score`` over every (beam, token), largest first, ties to the lower
+    (beam, token): ranked the same way, the fetched candidates give its ``keep`` best unless a
+    token a row left out could reach them -- it scores at most that row's last fetched value,
+    so the answer stands when every row's last fetched value is below the ``keep``-th best.
+    Returns ``(top_lp, top_beam, top_ids)``, each ``(B, keep)``.
+    """
+    batch, beams, k = values.shape
+    if beams * k < keep:
+        return None
+    acc = values + running_scores[:, :, None]  # float32, as the full search adds them
+    flat = acc.reshape(batch, beams * k)
+    flat_ids = ids.reshape(batch, beams * k)
+    beam = np.repeat(np.arange(beams), k)
+    order = np.stack([np.lexsort((flat_ids[b], beam, -flat[b]))[:keep] for b in range(batch)])
+    top_lp = np.take_along_axis(flat, order, axis=1)
+    if np.any(acc[:, :, -1] >= top_lp[:, -1:]):
+        return None
+    return top_lp, beam[order], np.take_along_axis(flat_ids, order, axis=1)
 
 
 def _beam_search(open_session, prompts, config: GenerationConfig) -> list[list[int]]:
@@ -196,42 +244,37 @@ def _beam_search(open_session, prompts, config: GenerationConfig) -> list[list[i
     prompt_tokens = [np.asarray(p, dtype=np.int64) for p in prompts]
 
     session = open_session(beams)
-    logits = session.prefill(ids, mask, positions)
+    on_device = _topk_on_device(session, config)
+    row_prompt_lengths = np.repeat(prompt_lengths, beams)
+    row_min_lengths = np.repeat(min_lengths, beams)
+
+    def run(first: bool, *args):
+        """(logits, None), or (None, the rows' device top candidates) on the fast path."""
+        if not on_device:
+            return (session.prefill if first else session.step)(*args), None
+        suppress = eos_forbidden(config, row_prompt_lengths + t, row_prompt_lengths,
+                                 row_min_lengths)  # fmt: skip
+        call = session.prefill_topk if first else session.step_topk
+        return None, call(*args, keep + 1, suppress, config.eos_ids)
+
+    t = 0
+    logits, candidates = run(True, ids, mask, positions)
     next_positions = positions[:, -1] + 1
     batch_offset = (np.arange(batch) * beams)[:, None]
-    t = 0
     while True:
-        log_probs = log_softmax(logits)  # (B*K, V)
-        histories = [
-            np.concatenate([prompt_tokens[b], running_seq[b, k, :t]])
-            for b in range(batch)
-            for k in range(beams)
-        ]
-        lengths = np.repeat(prompt_lengths, beams) + t
-        log_probs = apply_processors(
-            log_probs,
-            histories,
-            lengths,
-            np.repeat(prompt_lengths, beams),
-            np.repeat(min_lengths, beams),
-            config,
-        )
-        if config.do_sample:
-            log_probs = apply_warpers(log_probs, config, min_keep=2)
-        vocab = log_probs.shape[-1]
-        acc = (log_probs.reshape(batch, beams, vocab) + running_scores[:, :, None]).reshape(
-            batch, beams * vocab
-        )
-        if config.do_sample:
-            probs = softmax(acc.astype(np.float64))
-            top_idx = np.stack(
-                [rng.choice(acc.shape[1], size=keep, replace=False, p=p / p.sum()) for p in probs]
-            )
+        picked = None
+        if candidates is not None:
+            values, cand_ids = (c.reshape(batch, beams, -1) for c in candidates)
+            picked = _device_candidates(values, cand_ids, running_scores, keep)
+            if picked is None:  # a left-out token could compete: the full logits decide
+                logits = session.last_logits()
+        if picked is not None:
+            top_lp, top_beam, top_ids = picked
         else:
-            top_idx = _topk_indices(acc, keep)
-        top_lp = np.take_along_axis(acc, top_idx, axis=1)  # (B, 2K)
-        top_beam = top_idx // vocab
-        top_ids = top_idx % vocab
+            top_lp, top_beam, top_ids = _host_candidates(
+                logits, running_seq, running_scores, prompt_tokens, row_prompt_lengths,
+                row_min_lengths, t, keep, config, rng,
+            )  # fmt: skip
         top_seq = np.take_along_axis(running_seq, top_beam[:, :, None], axis=1).copy()
         top_seq[:, :, t] = top_ids
         top_src = top_beam + batch_offset  # flat source row of each candidate
@@ -275,7 +318,7 @@ def _beam_search(open_session, prompts, config: GenerationConfig) -> list[list[i
         session.reorder(running_src.reshape(-1))
         tokens = running_seq[:, :, t - 1].reshape(-1)
         mask = np.concatenate([mask, np.ones((batch * beams, 1), dtype=np.int64)], axis=1)
-        logits = session.step(tokens, mask, next_positions)
+        logits, candidates = run(False, tokens, mask, next_positions)
         next_positions = next_positions + 1
 
     out = []
@@ -285,17 +328,52 @@ def _beam_search(open_session, prompts, config: GenerationConfig) -> list[list[i
     return out
 
 
-def _topk_indices(x: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k largest values per row, largest first (ties: lower index first)."""
-    if k < x.shape[1]:
-        part = np.argpartition(-x, k - 1, axis=1)[:, :k]
+def _host_candidates(logits, running_seq, running_scores, prompt_tokens, row_prompt_lengths,
+                     row_min_lengths, t, keep, config, rng):  # fmt: skip
+    """The ``keep`` best (or sampled) candidates per image from full logits ``(B*K, V)``:
+    log-softmax, processors (and warpers when sampling) on every row, then the top ``keep``
+    of ``log_prob + running_score`` over every (beam, token).  Returns ``(top_lp, top_beam,
+    top_ids)``, each ``(B, keep)``."""
+    batch, beams = running_scores.shape
+    histories = [
+        np.concatenate([prompt_tokens[b], running_seq[b, k, :t]])
+        for b in range(batch)
+        for k in range(beams)
+    ]
+    log_probs = apply_processors(
+        log_softmax(logits), histories, row_prompt_lengths + t, row_prompt_lengths,
+        row_min_lengths, config,
+    )  # fmt: skip
+    if config.do_sample:
+        log_probs = apply_warpers(log_probs, config, min_keep=2)
+    vocab = log_probs.shape[-1]
+    acc = (log_probs.reshape(batch, beams, vocab) + running_scores[:, :, None]).reshape(
+        batch, beams * vocab
+    )
+    if config.do_sample:
+        probs = softmax(acc.astype(np.float64))
+        top_idx = np.stack(
+            [rng.choice(acc.shape[1], size=keep, replace=False, p=p / p.sum()) for p in probs]
+        )
     else:
-        part = np.tile(np.arange(x.shape[1]), (x.shape[0], 1))
-    vals = np.take_along_axis(x, part, axis=1)
-    order = np.empty_like(part)
-    for r in range(x.shape[0]):
-        order[r] = np.lexsort((part[r], -vals[r]))
-    return np.take_along_axis(part, order, axis=1)
+        top_idx = _topk_indices(acc, keep)
+    return np.take_along_axis(acc, top_idx, axis=1), top_idx // vocab, top_idx % vocab
+
+
+def _topk_indices(x: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest values per row, largest first; ties go to the lower index,
+    at the k-th place too (``argpartition`` alone would pick any of the tied values there)."""
+    rows, n = x.shape
+    if k >= n:
+        return np.stack([np.lexsort((np.arange(n), -x[r])) for r in range(rows)])
+    kth = -np.partition(-x, k - 1, axis=1)[:, k - 1]  # the k-th largest value of each row
+    out = np.empty((rows, k), dtype=np.int64)
+    for r in range(rows):
+        above = np.flatnonzero(x[r] > kth[r])
+        tied = np.flatnonzero(x[r] == kth[r])[: k - len(above)]
+        index = np.concatenate([above, tied])
+        out[r] = index[np.lexsort((index, -x[r, index]))]
+    return out
 
 
 def pad_sequences(sequences: Sequence[Sequence[int]], pad_token_id: int) -> np.ndarray:

@@ -90,6 +90,61 @@ def test_device_argmax_is_numpy_argmax_of_the_same_logits(caption):
     assert tokens.tolist() == np.argmax(logits, -1).tolist()
 
 
+def test_device_topk_and_suppression_match_numpy(caption):
+    """step_topk: the k largest float32 log-softmax values per row and their ids, as numpy
+    computes them from the same logits (within float32 rounding), eos suppressed in the rows
+    asked; the argmax path suppresses the same way; last_logits are the raw logits."""
+    from blip_core.generation import log_softmax
+
+    model, states = caption
+    prompts = [[30, 41, 52], [30, 7]]
+    ids, mask, positions, _ = left_align(prompts, 0)
+    a = TorchDecoderSession(model.text_decoder, states, None, 1, capacity=8)
+    b = TorchDecoderSession(model.text_decoder, states, None, 1, capacity=8)
+    logits = a.prefill(ids, mask, positions)
+    eos = [int(np.argmax(logits[0])), 3]  # suppress row 0's favourite, so the choice moves
+    suppress = np.array([True, False])
+    values, top = b.prefill_topk(ids, mask, positions, 5, suppress, eos)
+    np.testing.assert_array_equal(b.last_logits(), logits)
+    want = log_softmax(logits)
+    want[0, eos] = -np.inf
+    order = np.argsort(-want, axis=-1, kind="stable")[:, :5]
+    assert top.tolist() == order.tolist()
+    np.testing.assert_allclose(values, np.take_along_axis(want, order, -1), atol=1e-6)
+    c = TorchDecoderSession(model.text_decoder, states, None, 1, capacity=8)
+    tokens = c.prefill_tokens(ids, mask, positions, suppress, eos)
+    assert tokens.tolist() == np.argmax(np.where(np.isinf(want), -np.inf, logits), -1).tolist()
+    assert tokens[0] != eos[0]
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        dict(max_new_tokens=8, min_new_tokens=8),
+        dict(max_new_tokens=8, num_beams=3),
+        dict(max_new_tokens=8, num_beams=3, min_new_tokens=6, num_return_sequences=2),
+        dict(max_length=12, num_beams=4, length_penalty=0.5, early_stopping=True),
+    ],
+)
+def test_generate_ids_equal_with_and_without_the_device_fast_paths(monkeypatch, settings):
+    """The same generate call with the session's fast paths and with full logits every step."""
+    from blip_core.generation import search
+
+    model = blip_torch.BlipForConditionalGeneration.from_pretrained(FIXTURES / "caption")
+    pixels = torch.from_numpy(make_inputs(batch=2, seed=11)["pixel_values"])
+    calls = []
+    for name in ("_argmax_on_device", "_topk_on_device"):
+        real = getattr(search, name)
+        monkeypatch.setattr(
+            search, name, lambda s, c, real=real: calls.append(real(s, c)) or calls[-1]
+        )
+    fast = model.generate(pixels, **settings)
+    assert calls and all(calls)  # the fast path was taken
+    monkeypatch.setattr(search, "_argmax_on_device", lambda session, config: False)
+    monkeypatch.setattr(search, "_topk_on_device", lambda session, config: False)
+    assert fast.tolist() == model.generate(pixels, **settings).tolist()
+
+
 def test_text_model_slot_cache_matches_concat_past(caption):
     """BlipTextModel itself: a SlotCache forward equals the concat-past forward."""
     model, states = caption
