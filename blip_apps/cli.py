@@ -183,8 +183,10 @@ def _env(args: argparse.Namespace, out) -> int:
         except ImportError as exc:
             backends[name] = {"installed": False, "reason": message(exc)}
             continue
-        extra = package.hardware_report()
-        backends[name] = {"installed": True, **{k: v for k, v in extra.items() if k not in report}}
+        extra = package.hardware_report()  # its own measurement and verdict where they differ
+        differs = {k: v for k, v in extra.items() if k not in report or report[k] != v}
+        differs.pop("auto_dtype", None)
+        backends[name] = {"installed": True, **differs}
         backends[name]["auto"] = str(package.auto_dtype()).removeprefix("torch.")
     report["backends"] = backends
     if args.json:

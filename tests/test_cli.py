@@ -372,3 +372,25 @@ def test_convert_dispatches_to_the_converter(tmp_path):
     assert proc.returncode not in (0, 70)
     assert "Traceback" not in proc.stderr and "missing" in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_env_reports_what_each_backend_measures_and_picks():
+    """``blip env --json``: the CPU as the core sees it, and per backend the dtype "auto" gives
+    there, with the backend's own measurement and reason where its verdict differs."""
+    from blip_core import hardware
+
+    result = run_blip("env", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["cpu_flags"] == [f for f in hardware.RELEVANT_FLAGS if f in hardware.cpu_flags()]
+    torch_info = report["backends"]["torch"]
+    assert torch_info["installed"] and torch_info["auto"] in ("float32", "bfloat16")
+    flags = hardware.cpu_flags()
+    if hardware.needs_bf16_probe("cpu", flags, "torch"):  # measured in that process
+        speedup = torch_info["bf16_speedup"]
+        want = hardware.choose_dtype("cpu", flags, framework="torch", bf16_speedup=speedup)
+        assert torch_info["auto"] == want and "measured" in torch_info["reason"]
+    else:
+        assert torch_info["auto"] == hardware.choose_dtype("cpu", flags, framework="torch")
+    if report["backends"]["tf"]["installed"]:
+        assert report["backends"]["tf"]["auto"] == hardware.choose_dtype("cpu", flags, None, "tf")

@@ -62,8 +62,8 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, task: str) -> None:
     parser.add_argument("--chunk-size", type=_positive_int, default=64,
                         help="records per complete-or-absent output chunk")  # fmt: skip
     parser.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"),
-                        default="auto", help="auto: bfloat16 on CPUs with AMX / AVX512-BF16 "
-                        "and GPUs with bf16, else float32")  # fmt: skip
+                        default="auto", help="auto: bfloat16 on CPUs with AMX, on AVX512-BF16 "
+                        "CPUs where measured faster, and on GPUs with bf16; else float32")  # fmt: skip
     parser.add_argument("--engine", choices=("local", "ray"), default="local")
     parser.add_argument("--ray-address", help="an existing Ray cluster (default: a local one)")
     parser.add_argument("--actors", type=_positive_int, default=1,

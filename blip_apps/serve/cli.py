@@ -55,7 +55,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--dtype",
         choices=("auto", "float32", "bfloat16", "float16"),
         default="auto",
-        help="auto: bfloat16 on CPUs with AMX / AVX512-BF16 and GPUs with bf16, else float32",
+        help="auto: bfloat16 on CPUs with AMX, on AVX512-BF16 CPUs where measured faster, and on "
+        "GPUs with bf16; else float32",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000)

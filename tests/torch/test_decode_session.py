@@ -23,13 +23,18 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "reference"
 HAS_COMPILER = shutil.which("g++") is not None or shutil.which("c++") is not None
 
 
-@pytest.fixture(scope="module")
-def caption():
+def load_caption():
+    """A fresh caption model and its vision states for two images."""
     model = blip_torch.BlipForConditionalGeneration.from_pretrained(FIXTURES / "caption")
     pixels = torch.from_numpy(make_inputs(batch=2, seed=5)["pixel_values"])
     with torch.no_grad():
         states = model.vision_model(pixels).last_hidden_state
     return model, states
+
+
+@pytest.fixture(scope="module")
+def caption():
+    return load_caption()
 
 
 def drive(session, prompts, steps, beams=1, seed=0):
@@ -223,14 +228,6 @@ def unfused_logits(model, states, monkeypatch):
     with monkeypatch.context() as patch:
         patch.setattr(BlipTextSelfAttention, "fuse_projections", lambda self: False)
         return step_logits(model, states)
-
-
-def load_caption():
-    model = blip_torch.BlipForConditionalGeneration.from_pretrained(FIXTURES / "caption")
-    pixels = torch.from_numpy(make_inputs(batch=2, seed=5)["pixel_values"])
-    with torch.no_grad():
-        states = model.vision_model(pixels).last_hidden_state
-    return model, states
 
 
 def test_decoder_session_fuses_qkv_without_changing_keys_or_logits(monkeypatch):
