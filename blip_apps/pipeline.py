@@ -105,7 +105,8 @@ class _Task:
     ``dtype``: ``None`` keeps the checkpoint's float32; ``"auto"`` applies
     :func:`blip_core.hardware.choose_dtype` (bfloat16 on CPUs with AMX, on AVX512-BF16 CPUs
     where measured faster and on GPUs with bf16, float32 elsewhere); ``"float32"``,
-    ``"bfloat16"``, ``"float16"`` as named.  The ONNX backend runs the dtype its graphs were exported in (``blip export --dtype``).
+    ``"bfloat16"``, ``"float16"`` as named.  The ONNX backend runs the dtype its graphs were
+    exported in (``blip export --dtype``).
     """
 
     class_name = ""
