@@ -24,8 +24,8 @@ its probability among the ``answers`` candidates (softmax of their log-likelihoo
 ``top_k`` listed in ``answers``) or, generated, its mean token log-probability.
 
 ``dtype``: ``"auto"`` (the default) picks bfloat16 where the hardware runs it fast (CPUs with
-AMX, AVX512-BF16 CPUs where measured faster, GPUs with bf16) and float32 elsewhere (:mod:`blip_core.hardware`); ``None``
-keeps the checkpoint's float32; ``"float32"``, ``"bfloat16"``, ``"float16"`` as named.  Records
+AMX, AVX512-BF16 CPUs where measured faster, GPUs with bf16) and float32 elsewhere
+(:mod:`blip_core.hardware`); ``None`` keeps the checkpoint's float32; ``"float32"``, ``"bfloat16"``, ``"float16"`` as named.  Records
 name the dtype the model ran in.  The dataset runner (:mod:`blip_apps.datasets.run`),
 the Ray engine and the ``blip`` command are thin layers over these classes.
 """

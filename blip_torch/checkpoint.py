@@ -127,8 +127,8 @@ class PreTrainedMixin:
         ``torch_dtype`` (or ``dtype``, transformers' newer name; give one): a torch dtype, its
         name (``"bfloat16"``, ``"float16"``, ``"float32"``) or ``"auto"`` -- the dtype
         :func:`blip_core.hardware.choose_dtype` picks for ``device`` (bfloat16 on CPUs with
-        AMX-BF16, on AVX-512 BF16 CPUs where measured faster and on bf16 GPUs, float32 elsewhere; see
-        :mod:`blip_torch.precision` for what stays float32).  None keeps float32, the default.
+        AMX-BF16, on AVX-512 BF16 CPUs where measured faster and on bf16 GPUs, float32
+        elsewhere; see :mod:`blip_torch.precision` for what stays float32).  None keeps float32, the default.
         ``device`` moves the weights.  ``quantization="int8"``: int8 weights for the Linear
         layers through torchao (:func:`blip_torch.quantize`; activations bfloat16 unless a
         dtype is given).

@@ -181,17 +181,17 @@ class TorchDecoderSession:
         return logits.cpu().numpy()
 
     def _suppressed(self, scores: torch.Tensor, suppress, suppress_ids) -> torch.Tensor:
-        """``scores`` ``(N, V)`` with ``suppress_ids`` at -inf in the rows ``suppress`` marks."""
+        """``scores`` ``(N, V)``, or a copy with ``suppress_ids`` at -inf in the rows
+        ``suppress`` marks (``scores`` itself is left as it is)."""
         if suppress is None or not len(suppress_ids) or not np.any(suppress):
             return scores
         rows = self._tensor(np.flatnonzero(suppress))[:, None]
         columns = self._tensor(np.asarray(suppress_ids, dtype=np.int64))[None, :]
-        scores[rows, columns] = float("-inf")
-        return scores
+        return scores.index_put((rows, columns), scores.new_tensor(float("-inf")))
 
     def _argmax(self, logits, suppress, suppress_ids) -> np.ndarray:
         self.last = logits
-        return self._suppressed(logits.clone(), suppress, suppress_ids).argmax(-1).cpu().numpy()
+        return self._suppressed(logits, suppress, suppress_ids).argmax(-1).cpu().numpy()
 
     def _topk(self, logits, k, suppress, suppress_ids) -> tuple[np.ndarray, np.ndarray]:
         self.last = logits

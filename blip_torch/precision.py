@@ -2,8 +2,8 @@
 
 ``"auto"`` applies :func:`blip_core.hardware.choose_dtype` (the one rule, shared with every
 backend) to the device the model will run on: bfloat16 on CPUs with AMX-BF16 and on GPUs that
-support bf16; on CPUs with AVX-512 BF16 but no AMX, bfloat16 where :func:`bf16_speedup` (a
-fraction of a second, once per process) measures it at least 1.2x faster than float32; float32
+support bf16; on CPUs with AVX-512 BF16 but no AMX, bfloat16 where :func:`bf16_speedup` (about
+half a second, once per process) measures it at least 1.2x faster than float32; float32
 elsewhere.  The library default stays float32 (``torch_dtype=None``), as in transformers.
 
 What stays in float32 when the weights are bfloat16/float16 (PyTorch's kernels, verified in

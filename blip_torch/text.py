@@ -55,8 +55,10 @@ class BlipTextSelfAttention(nn.Module):
         later ``.to()`` or assignment replaces a weight, :meth:`_fused` notices and the layer
         falls back to three products.
         """
-        if self.is_cross_attention or self._fused() is not None:
-            return self._fused() is not None
+        if self.is_cross_attention:
+            return False
+        if self._fused() is not None:
+            return True
         linears = (self.query, self.key, self.value)
         tensors = [t for lin in linears for t in (lin.weight, lin.bias)]
         if any(t is None or type(t.data) is not torch.Tensor for t in tensors):

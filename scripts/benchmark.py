@@ -596,8 +596,9 @@ def _torch_fast_paths(
 ) -> list[dict]:
     """Opt-in fast paths against our own fp32 eager model, same run: bf16/fp16 weights and
     activations, and torch.compile (inductor, freezing) of the vision tower, then of the decode
-    step too (:func:`blip_torch.compile_decoder`).  Prints each with its speed-up over our eager fp32, over the reference's time
-    for the same work measured earlier in the run, and whether the token ids stay the same."""
+    step too (:func:`blip_torch.compile_decoder`).  Prints each with its speed-up over our eager
+    fp32, over the reference's time for the same work measured earlier in the run, and whether
+    the token ids stay the same."""
     import torch
 
     import blip_torch

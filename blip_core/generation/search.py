@@ -127,7 +127,7 @@ def _greedy_or_sample(open_session, prompts, config: GenerationConfig) -> list[l
     histories = [np.asarray(r, dtype=np.int64) for r in rows]
     unfinished = prompt_lengths < max_lengths
     lengths = np.array([len(h) for h in histories])
-    on_device = _argmax_on_device(session, config)
+    on_device = _on_device(session, config, "step_tokens")
     if on_device:
         suppress = eos_forbidden(config, lengths, prompt_lengths, min_lengths)
         device_tokens = session.prefill_tokens(ids, mask, positions, suppress, config.eos_ids)
@@ -170,24 +170,13 @@ def _greedy_or_sample(open_session, prompts, config: GenerationConfig) -> list[l
     return [h.tolist() for h in histories]
 
 
-def _argmax_on_device(session, config) -> bool:
-    """Whether greedy choices may be the session's own argmax (its optional ``prefill_tokens``
-    / ``step_tokens``): not when sampling, and not under a repetition penalty (which needs each
-    row's history); the minimum-length processor travels as ``suppress``, so the tokens are
-    exactly ``np.argmax`` of the processed logits the session would have returned."""
-    return (
-        not config.do_sample
-        and config.repetition_penalty == 1.0
-        and hasattr(session, "step_tokens")
-    )
-
-
-def _topk_on_device(session, config) -> bool:
-    """Whether beam search may take each row's top candidates from the session (its optional
-    ``prefill_topk`` / ``step_topk``): under the same conditions as :func:`_argmax_on_device`."""
-    return (
-        not config.do_sample and config.repetition_penalty == 1.0 and hasattr(session, "step_topk")
-    )
+def _on_device(session, config, method: str) -> bool:
+    """Whether the search may use the session's optional fast path ``method`` (``"step_tokens"``
+    for greedy argmax, ``"step_topk"`` for beam candidates): not when sampling, and not under a
+    repetition penalty (which needs each row's history); the minimum-length processor travels
+    as ``suppress``, so the choices are those of the processed logits the session would have
+    returned."""
+    return not config.do_sample and config.repetition_penalty == 1.0 and hasattr(session, method)
 
 
 def _device_candidates(values, ids, running_scores, keep):
@@ -244,7 +233,7 @@ def _beam_search(open_session, prompts, config: GenerationConfig) -> list[list[i
     prompt_tokens = [np.asarray(p, dtype=np.int64) for p in prompts]
 
     session = open_session(beams)
-    on_device = _topk_on_device(session, config)
+    on_device = _on_device(session, config, "step_topk")
     row_prompt_lengths = np.repeat(prompt_lengths, beams)
     row_min_lengths = np.repeat(min_lengths, beams)
 

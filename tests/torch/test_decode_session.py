@@ -138,15 +138,13 @@ def test_generate_ids_equal_with_and_without_the_device_fast_paths(monkeypatch, 
     model = blip_torch.BlipForConditionalGeneration.from_pretrained(FIXTURES / "caption")
     pixels = torch.from_numpy(make_inputs(batch=2, seed=11)["pixel_values"])
     calls = []
-    for name in ("_argmax_on_device", "_topk_on_device"):
-        real = getattr(search, name)
-        monkeypatch.setattr(
-            search, name, lambda s, c, real=real: calls.append(real(s, c)) or calls[-1]
-        )
+    real = search._on_device
+    monkeypatch.setattr(
+        search, "_on_device", lambda s, c, m: calls.append(real(s, c, m)) or calls[-1]
+    )
     fast = model.generate(pixels, **settings)
     assert calls and all(calls)  # the fast path was taken
-    monkeypatch.setattr(search, "_argmax_on_device", lambda session, config: False)
-    monkeypatch.setattr(search, "_topk_on_device", lambda session, config: False)
+    monkeypatch.setattr(search, "_on_device", lambda session, config, method: False)
     assert fast.tolist() == model.generate(pixels, **settings).tolist()
 
 
