@@ -25,9 +25,13 @@ its probability among the ``answers`` candidates (softmax of their log-likelihoo
 
 ``dtype``: ``"auto"`` (the default) picks bfloat16 where the hardware runs it fast (CPUs with
 AMX, AVX512-BF16 CPUs where measured faster, GPUs with bf16) and float32 elsewhere
-(:mod:`blip_core.hardware`); ``None`` keeps the checkpoint's float32; ``"float32"``, ``"bfloat16"``, ``"float16"`` as named.  Records
-name the dtype the model ran in.  The dataset runner (:mod:`blip_apps.datasets.run`),
-the Ray engine and the ``blip`` command are thin layers over these classes.
+(:mod:`blip_core.hardware`); ``None`` keeps the checkpoint's float32; ``"float32"``,
+``"bfloat16"``, ``"float16"`` as named; ``"int8"``: int8 text-tower weights through torchao
+(torch only).  Records name the dtype the model ran in.  ``compile=True`` (torch only)
+``torch.compile``-s the vision tower and the decode step: the first batch of each shape
+compiles (tens of seconds on a small CPU), later ones run faster -- for long runs.  The
+dataset runner (:mod:`blip_apps.datasets.run`), the Ray engine and the ``blip`` command are
+thin layers over these classes.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ from blip_apps.pipeline import Captioner, Matcher, QuestionAnswerer, resolve_mod
 from blip_core.scoring import softmax
 
 TASKS = ("caption", "vqa", "embed", "match")
-DTYPES = (None, "auto", "float32", "bfloat16", "float16")
+DTYPES = (None, "auto", "float32", "bfloat16", "float16", "int8")
 
 
 @dataclass(frozen=True, eq=False)
@@ -108,6 +112,7 @@ class Pipeline:
         backend: str = "torch",
         dtype: str | None = "auto",
         threads: int | None = None,
+        compile: bool = False,  # noqa: A002 - the torch.compile switch, named as users know it
         **settings: Any,
     ) -> None:
         unknown = set(settings) - set(self.defaults)
@@ -119,7 +124,7 @@ class Pipeline:
         adapter = load_backend(backend, threads) if isinstance(backend, str) else backend
         _check_dtype(dtype)
         self.model_name = str(model) if model is not None else f"demo:{self.demo}"
-        self.runner = self.task_class(resolve_model(model, self.demo), adapter, dtype)
+        self.runner = self.task_class(resolve_model(model, self.demo), adapter, dtype, compile)
         self.backend, self.model, self.processor = adapter, self.runner.model, self.runner.processor
         self.dtype = self.runner.dtype
         self.settings = {**self.defaults, **settings}
@@ -204,9 +209,9 @@ class CaptionPipeline(Pipeline):
     demo = "caption"
     defaults = {"prompt": None, "num_beams": 1, "max_new_tokens": 30, "original": False}
 
-    def __init__(self, model=None, backend="torch", dtype="auto", threads=None, itm_model=None,
-                 **settings) -> None:  # fmt: skip
-        super().__init__(model, backend, dtype, threads, **settings)
+    def __init__(self, model=None, backend="torch", dtype="auto", threads=None, compile=False,  # noqa: A002
+                 itm_model=None, **settings) -> None:  # fmt: skip
+        super().__init__(model, backend, dtype, threads, compile, **settings)
         self.itm = None
         self.itm_model = None if itm_model is None else str(itm_model)
         if itm_model is not None:
@@ -394,7 +399,8 @@ def pipeline(
 
     ``settings``: the task's (``caption``: ``prompt``, ``num_beams``, ``max_new_tokens``,
     ``original``, ``itm_model``; ``vqa``: ``question``, ``answers``, ``top_k``, ``num_beams``,
-    ``max_new_tokens``; ``match``: ``texts``) and ``threads`` (CPU threads of the backend).
+    ``max_new_tokens``; ``match``: ``texts``), ``threads`` (CPU threads of the backend) and
+    ``compile`` (torch: ``torch.compile`` the vision tower and decode step).
 
     Raises:
         ValueError: an unknown task or dtype (the message lists the allowed ones).

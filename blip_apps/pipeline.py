@@ -105,16 +105,40 @@ class _Task:
     ``dtype``: ``None`` keeps the checkpoint's float32; ``"auto"`` applies
     :func:`blip_core.hardware.choose_dtype` (bfloat16 on CPUs with AMX, on AVX512-BF16 CPUs
     where measured faster and on GPUs with bf16, float32 elsewhere); ``"float32"``,
-    ``"bfloat16"``, ``"float16"`` as named.  The ONNX backend runs the dtype its graphs were
-    exported in (``blip export --dtype``).
+    ``"bfloat16"``, ``"float16"`` as named; ``"int8"``: int8 weights for the text towers'
+    Linear layers with bfloat16 activations and a compiled decode step (torch, through torchao:
+    ``from_pretrained(..., quantization="int8")``).  The ONNX backend runs the dtype its graphs
+    were exported in (``blip export --dtype``).
+
+    ``compile``: ``torch.compile`` the vision tower and the decode step (torch only; the first
+    batch of each shape compiles, tens of seconds on a small CPU; pays on long runs).
     """
 
     class_name = ""
 
-    def __init__(self, directory: str | os.PathLike, backend: Any, dtype: str | None = None):
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        backend: Any,
+        dtype: str | None = None,
+        compile: bool = False,  # noqa: A002 - the torch.compile switch, named as users know it
+    ):
         if isinstance(backend, str):
             backend = load_backend(backend)
         self.backend = backend
+        self.quantization = None
+        if dtype == "int8" and backend.name == "tf":
+            raise ValueError(
+                "dtype='int8' is not available with the tf backend: Keras int8 Dense layers "
+                "measured slower than float32 on CPU for decoding; use --backend torch, or "
+                "dtype 'auto' / 'bfloat16' with tf"
+            )
+        compile_model = getattr(backend, "compile_model", None)
+        if compile and compile_model is None:
+            raise ValueError(
+                f"compile=True needs the torch backend (torch.compile); the {backend.name} "
+                "backend runs its own graph optimiser: leave compile off there"
+            )
         self.processor = BlipProcessor.from_pretrained(directory)
         cls = backend.model_class(self.class_name)
         if dtype is None or backend.name == "onnx":
@@ -124,12 +148,20 @@ class _Task:
                     "export with 'blip export --dtype int8' for int8"
                 )
             self.model = cls.from_pretrained(directory)
+        elif dtype == "int8":
+            self.quantization = "int8"
+            self.model = cls.from_pretrained(directory, quantization="int8")
         else:
             self.model = cls.from_pretrained(directory, dtype=dtype)
+        if compile:
+            compile_model(self.model)
 
     @property
     def dtype(self) -> str:
-        """The dtype the model computes in (``"float32"``, ``"bfloat16"``, ...)."""
+        """The dtype the model computes in (``"float32"``, ``"bfloat16"``, ...; ``"int8"`` for
+        int8 weights)."""
+        if self.quantization is not None:
+            return self.quantization
         policy = getattr(self.model, "dtype_policy", None)  # Keras
         if policy is not None:
             return str(policy.compute_dtype)

@@ -148,6 +148,20 @@ class TorchBackend:
         logits = model.itm_head(states[:, 0, :]).float()
         return torch.softmax(logits, dim=-1)[:, 1].cpu().numpy()
 
+    @staticmethod
+    def compile_model(model: nn.Module) -> nn.Module:
+        """``torch.compile`` what pays for ``model`` (in place): its vision tower
+        (:func:`~blip_torch.vision.compile_vision`) and, if it has one, its decode step
+        (:func:`~blip_torch.generation.compile_decoder`).  The first call per input shape
+        compiles (tens of seconds on a small CPU)."""
+        from blip_torch.generation import compile_decoder
+        from blip_torch.vision import compile_vision
+
+        compile_vision(model)
+        if getattr(model, "text_decoder", None) is not None:
+            compile_decoder(model)
+        return model
+
 
 BACKEND = TorchBackend()
 

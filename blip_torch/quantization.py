@@ -21,6 +21,10 @@ supported (save before quantizing).
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import warnings
+
 import torch
 from torch import nn
 
@@ -28,13 +32,30 @@ SCHEMES = ("int8", "int8-dynamic")
 PARTS = {"text": ("text_decoder", "text_encoder"), "vision": ("vision_model",)}
 
 
+@contextlib.contextmanager
+def _quiet_import():
+    """Silence what importing torchao logs on a CPU-only torch: it tries its CUDA kernel
+    libraries (``Failed to load ..._C_cutlass_90a.so``) and registers an Enum with torch's
+    pytree (a deprecation warning); neither concerns the CPU paths used here."""
+    loggers = [logging.getLogger(name) for name in ("torchao", "torch.utils._pytree")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
 def _torchao(scheme: str):
     try:
-        from torchao.quantization import (
-            Int8DynamicActivationInt8WeightConfig,
-            Int8WeightOnlyConfig,
-            quantize_,
-        )
+        with _quiet_import():
+            from torchao.quantization import (
+                Int8DynamicActivationInt8WeightConfig,
+                Int8WeightOnlyConfig,
+                quantize_,
+            )
     except ImportError as error:
         raise ImportError(
             f"quantization={scheme!r} needs torchao, which is not installed: "
@@ -88,6 +109,9 @@ def quantize(
     if scheme not in SCHEMES:
         raise ValueError(f"quantization={scheme!r} is not supported; allowed: {SCHEMES}")
     quantize_, config = _torchao(scheme)
+    # torch.compile's cache asks every tensor subclass for a stable hash; torchao's int8 tensors
+    # have none, so the first compiled step warns (the cache key falls back; results unchanged).
+    warnings.filterwarnings("ignore", message=r".*does not implement _stable_hash_for_caching")
     towers = _towers(model, parts)
     model.to(dtype if dtype is not None else torch.bfloat16)
     if device is not None:

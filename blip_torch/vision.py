@@ -205,9 +205,9 @@ def compile_vision(model: nn.Module, freezing: bool = True) -> nn.Module:
     the compiled graph (oneDNN-packed linears, fused epilogues) -- measured 0.46 -> 0.41 s for
     a 384 px BLIP-base forward on 2 cores (``python scripts/benchmark.py``); weights changed
     after the first call are then not seen.  Outputs match eager within float rounding
-    (~4e-6 on BLIP-base).  The text decoder is not compiled: its growing key/value cache gives
-    dynamic shapes, and compiling it measured 1.07x on greedy after a 59 s first call (decode
-    is bound by reading the weights).
+    (~4e-6 on BLIP-base).  The decode step has its own switch,
+    :func:`blip_torch.compile_decoder`; ``pipeline(..., compile=True)`` and
+    ``blip caption --compile`` turn on both.
     """
     if freezing:
         import torch._inductor.config as inductor_config

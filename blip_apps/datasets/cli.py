@@ -61,9 +61,7 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, task: str) -> None:
                         help="replace an existing --output and existing sidecar files")  # fmt: skip
     parser.add_argument("--chunk-size", type=_positive_int, default=64,
                         help="records per complete-or-absent output chunk")  # fmt: skip
-    parser.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"),
-                        default="auto", help="auto: bfloat16 on CPUs with AMX, on AVX512-BF16 "
-                        "CPUs where measured faster, and on GPUs with bf16; else float32")  # fmt: skip
+    add_speed_arguments(parser)
     parser.add_argument("--engine", choices=("local", "ray"), default="local")
     parser.add_argument("--ray-address", help="an existing Ray cluster (default: a local one)")
     parser.add_argument("--actors", type=_positive_int, default=1,
@@ -81,6 +79,23 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, task: str) -> None:
                             help="candidate answers listed with probabilities")  # fmt: skip
 
 
+DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16", "int8")
+
+
+def add_speed_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--dtype`` and ``--compile``: the precision and ``torch.compile`` switches of a dataset
+    run (not of ``blip serve``: its dynamic batches of every size would each compile, on a
+    live request)."""
+    parser.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto",
+                        help="auto: bfloat16 on CPUs with AMX, on AVX512-BF16 CPUs where measured "
+                        "faster, and on GPUs with bf16; else float32.  int8: int8 text weights "
+                        "through torchao (torch backend)")  # fmt: skip
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the vision tower and decode step (torch backend): "
+                        "the first batch compiles for tens of seconds, later ones run faster; "
+                        "for long runs")  # fmt: skip
+
+
 def add_parsers(subparsers: Any, only: str | None = None) -> None:
     """``blip embed`` and a stand-alone ``blip search-index`` on ``subparsers`` (argparse's);
     ``only="embed"`` adds just ``embed`` (the ``blip`` command has ``search --index``)."""
@@ -90,7 +105,7 @@ def add_parsers(subparsers: Any, only: str | None = None) -> None:
     p.add_argument("--texts", action="store_true", help="DATA are text files, one text a line")
     p.add_argument("--model", help="retrieval model directory or hub id (default: demo)")
     p.add_argument("--backend", choices=("torch", "tf"), default="torch")
-    p.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"), default="auto")
+    add_speed_arguments(p)
     p.add_argument("--column", help="image column of parquet inputs")
     p.add_argument("--batch-size", type=_positive_int, default=16)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -119,7 +134,8 @@ def _pipeline(task: str, args: Any, **settings: Any):
 
     where = args.model if args.model is not None else f"the bundled demo model for {task!r}"
     try:
-        return pipeline(task, args.model, args.backend, getattr(args, "dtype", None), **settings)
+        return pipeline(task, args.model, args.backend, getattr(args, "dtype", None),
+                        compile=getattr(args, "compile", False), **settings)  # fmt: skip
     except ImportError as exc:
         raise UsageError(f"--backend {args.backend}: {message(exc)}") from exc
     except (*MODEL_ERRORS, OSError, KeyError) as exc:
@@ -149,6 +165,8 @@ def _run(task: str, args: Any, out: Any, settings: dict) -> int:
             from blip_apps.datasets.ray_engine import run_ray
 
             pipe_settings = dict(settings)
+            if args.compile:  # each actor compiles its own copy
+                pipe_settings["compile"] = True
             summary = run_ray(task, _inputs(args), args.model, args.backend, args.dtype,
                               pipe_settings, actors=args.actors, num_cpus=args.num_cpus,
                               num_gpus=args.num_gpus, ray_address=args.ray_address,

@@ -51,3 +51,24 @@ def test_caption_vqa_embed_search_commands(scenes, tmp_path, capsys):
     hits = [json.loads(line) for line in text.splitlines()]
     assert code == 0 and [h["rank"] for h in hits] == [1, 2, 3]
     assert sorted(h["itm"] for h in hits)[::-1] == [h["itm"] for h in hits]
+
+
+def test_dtype_int8_and_compile_flags(scenes, tmp_path):
+    """``--dtype int8`` and ``--compile`` reach the pipeline (the records name int8); with a
+    backend that cannot honour them the run stops with a usage error naming the switch."""
+    pytest.importorskip("torchao")
+    from blip_apps.errors import UsageError
+
+    args = _parser().parse_args(["caption", "x.png", "--dtype", "int8", "--compile"])
+    assert (args.dtype, args.compile) == ("int8", True)
+    assert _parser().parse_args(["embed", "x.png", "--index", "i.parquet"]).compile is False
+    out = tmp_path / "c.jsonl"
+    code, _ = _run(["caption", str(scenes / "scene_0.png"), "--dtype", "int8", "--quiet",
+                    "--output", str(out)])  # fmt: skip
+    [record] = read_records(out)
+    assert code == 0 and record["settings"]["dtype"] == "int8" and record["caption"]
+    pytest.importorskip("tensorflow")
+    for flags, needle in ((["--compile"], "needs the torch backend"),
+                          (["--dtype", "int8"], "not available with the tf backend")):  # fmt: skip
+        with pytest.raises(UsageError, match=needle):
+            _run(["caption", str(scenes / "scene_0.png"), "--backend", "tf", "--quiet", *flags])
