@@ -203,6 +203,51 @@ def test_compile_decoder_gives_the_eager_ids():
         torch._dynamo.reset()
 
 
+@pytest.mark.skipif(not HAS_COMPILER, reason="torch.compile (inductor) needs a C++ compiler")
+def test_compiled_step_follows_weights_replaced_after_compiling():
+    """The compiled step skips dynamo's guards on the modules, so a ``.to()`` (new storage and
+    dtype) or a weight assignment after compiling must compile afresh, not reuse the old
+    graph: the ids then equal an eager model's with the same weights."""
+    from blip_torch.generation import _COMPILED_STEP
+
+    eager = blip_torch.BlipForConditionalGeneration.from_pretrained(FIXTURES / "caption")
+    model = blip_torch.BlipForConditionalGeneration.from_pretrained(FIXTURES / "caption")
+    pixels = torch.from_numpy(make_inputs(batch=2, seed=5)["pixel_values"])
+    settings = {"max_new_tokens": 6}
+    try:
+        blip_torch.compile_decoder(model)
+        with torch.no_grad():
+            model.to(torch.bfloat16)
+            eager.to(torch.bfloat16)
+            first = getattr(model.text_decoder, _COMPILED_STEP)[0]
+            assert (
+                model.generate(pixels, **settings).tolist()
+                == eager.generate(pixels, **settings).tolist()
+            )
+            model.to(torch.float32)  # new storage, new dtype: the old graph must not run
+            eager.to(torch.float32)
+            assert (
+                model.generate(pixels, **settings).tolist()
+                == eager.generate(pixels, **settings).tolist()
+            )
+            second = getattr(model.text_decoder, _COMPILED_STEP)[0]
+            assert second is not first
+            head = model.text_decoder.cls.predictions.decoder  # a new LM-head weight tensor
+            changed = head.weight.detach().flip(0).clone()
+            head.weight = torch.nn.Parameter(changed)
+            eager.text_decoder.cls.predictions.decoder.weight = torch.nn.Parameter(changed.clone())
+            assert (
+                model.generate(pixels, **settings).tolist()
+                == eager.generate(pixels, **settings).tolist()
+            )
+            third = getattr(model.text_decoder, _COMPILED_STEP)[0]
+            assert third is not second
+            model.generate(pixels, **settings)  # unchanged weights: the same compiled step
+            assert getattr(model.text_decoder, _COMPILED_STEP)[0] is third
+    finally:
+        torch._dynamo.reset()
+
+
 def test_compile_decoder_needs_a_decoder():
     with pytest.raises(TypeError, match="BlipVisionModel has no BLIP text decoder"):
         blip_torch.compile_decoder(blip_torch.BlipVisionModel(blip_torch.BlipVisionConfig()))
