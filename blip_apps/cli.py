@@ -3,7 +3,8 @@
     blip caption DATA... [--model DIR_OR_HUB_ID] [--backend torch|tf|onnx] [--beams N]
                  [--prompt TEXT] [--batch-size N] [--max-new-tokens N]
                  [--output FILE.jsonl|.csv|.parquet] [--resume] [--sidecar .txt]
-                 [--engine local|ray] [--itm-model DIR] ...
+                 [--engine local|ray] [--itm-model DIR]
+                 [--dtype auto|float32|bfloat16|float16|int8] [--compile] ...
     blip vqa DATA... "question" [--answers a,b,c] [--top-k K] [--beams N] (same output flags)
     blip match IMAGE "text" ["text" ...]
     blip search --images DIR --query "text" [--top-k K] [--batch-size N]
