@@ -79,14 +79,13 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, task: str) -> None:
                             help="candidate answers listed with probabilities")  # fmt: skip
 
 
-DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16", "int8")
-
-
 def add_speed_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--dtype`` and ``--compile``: the precision and ``torch.compile`` switches of a dataset
-    run (not of ``blip serve``: its dynamic batches of every size would each compile, on a
-    live request)."""
-    parser.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto",
+    """``--dtype`` (the pipeline's :data:`~blip_apps.api.DTYPES`) and ``--compile``: the
+    precision and ``torch.compile`` switches of a dataset run (not of ``blip serve``: its
+    dynamic batches of every size would each compile, on a live request)."""
+    from blip_apps.api import DTYPES
+
+    parser.add_argument("--dtype", choices=[d for d in DTYPES if d], default="auto",
                         help="auto: bfloat16 on CPUs with AMX, on AVX512-BF16 CPUs where measured "
                         "faster, and on GPUs with bf16; else float32.  int8: int8 text weights "
                         "through torchao (torch backend)")  # fmt: skip
