@@ -121,6 +121,7 @@ class PreTrainedMixin:
         *,
         dtype: torch.dtype | str | None = None,
         quantization: str | None = None,
+        quantization_parts: tuple[str, ...] = ("text",),
     ):
         """Build from a hub-layout directory (see :func:`blip_core.loading.from_pretrained`).
 
@@ -131,7 +132,9 @@ class PreTrainedMixin:
         elsewhere; see :mod:`blip_torch.precision` for what stays float32).  None keeps float32, the default.
         ``device`` moves the weights.  ``quantization="int8"``: int8 weights for the Linear
         layers through torchao (:func:`blip_torch.quantize`; activations bfloat16 unless a
-        dtype is given).
+        dtype is given); ``quantization_parts``: the towers it applies to, ``("text",)`` by
+        default, ``("text", "vision")`` adds the vision tower's int8 x int8 graph (compiled on
+        its first call; see :mod:`blip_torch.quantization`).
         """
         from blip_torch.adapter import BACKEND
         from blip_torch.precision import pick_dtype_argument, resolve_dtype
@@ -142,7 +145,9 @@ class PreTrainedMixin:
         if quantization is not None:
             from blip_torch.quantization import quantize
 
-            return quantize(model, quantization, dtype=target, device=device)
+            return quantize(
+                model, quantization, dtype=target, device=device, parts=tuple(quantization_parts)
+            )
         if target is not None and target != torch.float32:
             model.to(target)
         if device is not None:

@@ -10,8 +10,24 @@ int8 tensors (per-output-row scales) with ``torchao.quantization.quantize_``:
 
 On CPU these kernels pay only under ``torch.compile`` with bfloat16 activations (eager int8
 weight-only is slower than float32 there), so :func:`quantize` casts to bfloat16 and opts in
-to the compiled decode step (:func:`blip_torch.compile_decoder`) by default.  Embeddings,
-LayerNorms and the attention products stay in the activation dtype; the tied LM-head weight
+to the compiled decode step (:func:`blip_torch.compile_decoder`) by default.
+
+The vision tower (``parts=("text", "vision")``) is compute bound, not weight bound: int8
+weights alone do not help it, int8 x int8 products do.  On x86 CPUs it goes through torchao's
+PT2E flow with the ``X86InductorQuantizer`` (dynamic per-tensor activations, per-channel
+weights; inductor lowers the pairs to oneDNN int8 linears with fused epilogues).  Measured
+for a 384 px BLIP-base image on 2 AVX512-VNNI cores (``python scripts/vision_int8_probe.py``,
+``benchmarks/2026-12-03/vision_int8_probe.json``): PT2E 263 ms; torchao's
+``Int8DynamicActivationInt8WeightConfig`` 295 ms compiled, 403 ms eager; weight-only int8
+800 ms compiled; bfloat16 389 ms compiled, 409 ms eager.  The tower is exported once per
+``quantize`` call and compiled on its first call per batch shape (about 17 s for BLIP-base on
+2 cores).  Plain calls (``pixel_values`` at the configured size, no attentions or hidden
+states asked for) run the int8 graph; any other call runs the tower's float weights, which are
+kept (the int8 graph holds its own copies, taken when it was built: weights changed later are
+not seen by plain calls).  On other devices the vision tower uses
+``Int8DynamicActivationInt8WeightConfig``.
+
+Embeddings, LayerNorms and the attention products stay in the activation dtype; the tied LM-head weight
 is quantized for the head only (the word embeddings keep their float copy).  Linear layers whose
 ``in_features`` is not a multiple of 8 keep float weights (see ``_IN_FEATURES_MULTIPLE``).
 
@@ -91,6 +107,79 @@ def _towers(model: nn.Module, parts) -> list[nn.Module]:
     return towers
 
 
+class Int8VisionGraph:
+    """A BLIP vision tower exported and quantized with torchao's PT2E flow for x86 CPUs
+    (``X86InductorQuantizer``, dynamic activations), compiled by inductor on first call.
+
+    Called with ``pixel_values`` ``(batch, 3, H, W)`` at the exported image size; returns
+    ``(last_hidden_state, pooler_output)`` in ``dtype``.  Not an ``nn.Module``: the tower it
+    is attached to keeps its parameters and state-dict keys; this graph holds its own int8
+    copies of the weights (taken when it was built).
+    """
+
+    def __init__(self, vision: nn.Module, dtype: torch.dtype):
+        import copy
+
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+        from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as x86
+
+        size = vision.config.image_size
+        self.image_shape = (size, size)
+        self.dtype = dtype
+        float_tower = copy.deepcopy(vision).float().eval()
+        example = torch.zeros(2, 3, size, size)
+        with torch.no_grad():
+            exported = torch.export.export(
+                _PlainVision(float_tower),
+                (example,),
+                dynamic_shapes={"pixel_values": {0: torch.export.Dim.AUTO}},
+            ).module()
+            quantizer = x86.X86InductorQuantizer()
+            quantizer.set_global(x86.get_default_x86_inductor_quantization_config(is_dynamic=True))
+            prepared = prepare_pt2e(exported, quantizer)
+            prepared(example)  # dynamic activations: no calibration statistics are kept
+            self.graph = torch.compile(convert_pt2e(prepared))
+        _freeze_weights()
+
+    def accepts(self, pixel_values: torch.Tensor) -> bool:
+        return pixel_values.device.type == "cpu" and tuple(pixel_values.shape[-2:]) == (
+            self.image_shape
+        )
+
+    def __call__(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        autocast = torch.autocast("cpu", dtype=self.dtype, enabled=self.dtype != torch.float32)
+        with torch.no_grad(), autocast:
+            last, pooled = self.graph(pixel_values.float())
+        return last.to(self.dtype), pooled.to(self.dtype)
+
+
+class _PlainVision(nn.Module):
+    """The vision tower's plain call, as a module returning a tuple (what export traces)."""
+
+    def __init__(self, vision: nn.Module):
+        super().__init__()
+        self.vision = vision
+
+    def forward(self, pixel_values: torch.Tensor):
+        out = self.vision(pixel_values=pixel_values)
+        return out.last_hidden_state, out.pooler_output
+
+
+def _freeze_weights() -> None:
+    """Inductor's ``freezing``: weights become constants of the compiled graph, which lets it
+    pre-pack the int8 weights for oneDNN (the same switch :func:`blip_torch.compile_vision`
+    sets)."""
+    import torch._inductor.config as inductor_config
+
+    inductor_config.freezing = True
+
+
+def _x86_cpu(device: torch.device) -> bool:
+    import platform
+
+    return device.type == "cpu" and platform.machine().lower() in ("x86_64", "amd64", "i686")
+
+
 def quantize(
     model: nn.Module,
     scheme: str = "int8",
@@ -101,10 +190,12 @@ def quantize(
 ) -> nn.Module:
     """Quantize ``model``'s Linear layers to int8 in place (see the module notes); returns it.
 
-    ``scheme``: ``"int8"`` or ``"int8-dynamic"``; ``dtype``: the activation dtype (default
+    ``scheme``: ``"int8"`` or ``"int8-dynamic"`` (for the text towers; the vision tower always
+    gets int8 x int8 products, see the module notes); ``dtype``: the activation dtype (default
     bfloat16; float32 works but is slow on CPU); ``device``: moved there first; ``parts``:
-    ``"text"`` (decoder and text encoder, the default), ``"vision"``; ``compile``: opt in to
-    the compiled decode step (:func:`blip_torch.compile_decoder`) when the model has a decoder.
+    ``"text"`` (decoder and text encoder, the default), ``"vision"`` (compiled on first call
+    whatever ``compile`` says: its int8 graph only pays compiled); ``compile``: opt in to the
+    compiled decode step (:func:`blip_torch.compile_decoder`) when the model has a decoder.
     """
     if scheme not in SCHEMES:
         raise ValueError(f"quantization={scheme!r} is not supported; allowed: {SCHEMES}")
@@ -112,12 +203,28 @@ def quantize(
     # torch.compile's cache asks every tensor subclass for a stable hash; torchao's int8 tensors
     # have none, so the first compiled step warns (the cache key falls back; results unchanged).
     warnings.filterwarnings("ignore", message=r".*does not implement _stable_hash_for_caching")
+    # inductor's oneDNN int8 lowering copies a zero-point tensor with torch.tensor(tensor),
+    # which warns once per linear at compile time (its code, not ours; results unchanged).
+    warnings.filterwarnings(
+        "ignore", message=r"To copy construct from a tensor", module=r"torch\._inductor"
+    )
     towers = _towers(model, parts)
-    model.to(dtype if dtype is not None else torch.bfloat16)
+    target = dtype if dtype is not None else torch.bfloat16
     if device is not None:
         model.to(device)
-    for tower in towers:
-        quantize_(tower, config, filter_fn=_quantizable)
+    device = next(model.parameters()).device
+    from blip_torch.vision import BlipVisionModel
+
+    visions = [t for t in towers if isinstance(t, BlipVisionModel)]
+    plan = [(t, config) for t in towers if not isinstance(t, BlipVisionModel)]
+    if visions and _x86_cpu(device):
+        for vision in visions:  # exported from the weights as they are, before the cast
+            vision.int8_graph = Int8VisionGraph(vision, target)
+    elif visions:
+        plan += [(vision, _torchao("int8-dynamic")[1]) for vision in visions]
+    model.to(target)
+    for tower, tower_config in plan:
+        quantize_(tower, tower_config, filter_fn=_quantizable)
     if compile:
         from blip_torch.generation import compile_decoder
         from blip_torch.text import BlipTextLMHeadModel
@@ -127,4 +234,4 @@ def quantize(
     return model
 
 
-__all__ = ["SCHEMES", "quantize"]
+__all__ = ["SCHEMES", "Int8VisionGraph", "quantize"]

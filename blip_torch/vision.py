@@ -161,6 +161,9 @@ class BlipVisionModel(nn.Module):
         self.embeddings = BlipVisionEmbeddings(config)
         self.encoder = BlipEncoder(config)
         self.post_layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        # Set by blip_torch.quantize(..., parts=("vision",)) on x86 CPUs: the int8 graph that
+        # plain calls run (blip_torch.quantization.Int8VisionGraph); not a submodule.
+        self.int8_graph = None
 
     def forward(
         self,
@@ -176,6 +179,17 @@ class BlipVisionModel(nn.Module):
             raise ValueError(
                 f"pixel_values must have shape (batch, 3, height, width), got {tuple(pixel_values.shape)}"
             )
+        graph = self.int8_graph
+        if (
+            graph is not None
+            and not (output_attentions or output_hidden_states or interpolate_pos_encoding)
+            and graph.accepts(pixel_values)
+        ):
+            last_hidden_state, pooled = graph(pixel_values)
+            out = BaseModelOutputWithPooling(
+                last_hidden_state=last_hidden_state, pooler_output=pooled
+            )
+            return out if return_dict is not False else out.to_tuple()
         hidden = self.embeddings(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding)
         hidden, all_hidden, all_attn = self.encoder(
             hidden, bool(output_attentions), bool(output_hidden_states)
@@ -207,7 +221,9 @@ def compile_vision(model: nn.Module, freezing: bool = True) -> nn.Module:
     after the first call are then not seen.  Outputs match eager within float rounding
     (~4e-6 on BLIP-base).  The decode step has its own switch,
     :func:`blip_torch.compile_decoder`; ``pipeline(..., compile=True)`` and
-    ``blip caption --compile`` turn on both.
+    ``blip caption --compile`` turn on both.  A tower quantized to int8
+    (``blip_torch.quantize(..., parts=("vision",))``) is left as it is: its int8 graph is
+    compiled already.
     """
     if freezing:
         import torch._inductor.config as inductor_config
@@ -216,5 +232,6 @@ def compile_vision(model: nn.Module, freezing: bool = True) -> nn.Module:
     vision = model if isinstance(model, BlipVisionModel) else getattr(model, "vision_model", None)
     if not isinstance(vision, BlipVisionModel):
         raise TypeError(f"{type(model).__name__} has no BLIP vision tower to compile")
-    vision.compile()
+    if vision.int8_graph is None:  # an int8 tower's graph is compiled already
+        vision.compile()
     return model

@@ -44,6 +44,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--greedy-loop", action="store_true", help="do not use model.generate")
     parser.add_argument("--dtype", help="load the models in this dtype (bfloat16, auto, ...)")
     parser.add_argument("--quantization", choices=["int8", "int8-dynamic"], help="torch only")
+    parser.add_argument(
+        "--quantize-vision",
+        action="store_true",
+        help="with --quantization: the vision tower too (quantization_parts=('text', 'vision'))",
+    )
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--show", type=int, default=0, help="print this many predictions per task")
     args = parser.parse_args(argv)
@@ -51,6 +56,10 @@ def main(argv: list[str] | None = None) -> None:
     backend = load_backend(args.backend, threads=args.threads)
     tasks = [t for t in args.tasks.split(",") if (args.models / t).is_dir()]
     load = {k: v for k, v in (("dtype", args.dtype), ("quantization", args.quantization)) if v}
+    if args.quantize_vision:
+        if not args.quantization:
+            parser.error("--quantize-vision needs --quantization")
+        load["quantization_parts"] = ("text", "vision")
     results = evaluate(
         backend, args.models, args.n, args.gallery, args.k, tasks, args.greedy_loop, **load
     )

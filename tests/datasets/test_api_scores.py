@@ -137,6 +137,31 @@ def test_compiled_pipeline_gives_the_eager_captions(scenes, captioner):
         assert abs(g["log_prob"] - w["log_prob"]) < 1e-3
 
 
+def test_int8_compiled_pipeline_quantizes_the_vision_tower(scenes, captioner):
+    """dtype="int8" with compile=True adds the vision tower's int8 graph (it pays only
+    compiled); captions still agree with float32 (at most one of three differs)."""
+    pytest.importorskip("torchao")
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        pytest.skip("the PT2E int8 vision graph is built on x86 CPUs only")
+    import torch
+
+    from blip_apps.api import pipeline
+
+    try:
+        int8 = pipeline("caption", dtype="int8", compile=True)
+        assert int8.model.vision_model.int8_graph is not None
+        assert pipeline("caption", dtype="int8").model.vision_model.int8_graph is None
+        want = captioner(_paths(scenes))
+        got = int8(_paths(scenes), batch_size=3)
+        assert {r["settings"]["dtype"] for r in got} == {"int8"}
+        same = [g["caption"] == w["caption"] for g, w in zip(got, want)]
+        assert sum(same) >= 2, (got, want)
+    finally:
+        torch._dynamo.reset()
+
+
 def test_int8_and_compile_need_the_torch_backend():
     pytest.importorskip("tensorflow")
     from blip_apps.api import pipeline
