@@ -167,8 +167,10 @@ class _PlainVision(nn.Module):
 
 def _freeze_weights() -> None:
     """Inductor's ``freezing``: weights become constants of the compiled graph, which lets it
-    pre-pack the int8 weights for oneDNN (the same switch :func:`blip_torch.compile_vision`
-    sets)."""
+    pre-pack the int8 weights for oneDNN (the same process-wide switch
+    :func:`blip_torch.compile_vision` sets).  Passing it for this graph only
+    (``torch.compile(..., options={"freezing": True})``) fails to compile in torch 2.13:
+    ``UnsupportedOperatorException: onednn.qlinear_prepack.default``."""
     import torch._inductor.config as inductor_config
 
     inductor_config.freezing = True

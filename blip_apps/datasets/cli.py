@@ -88,11 +88,12 @@ def add_speed_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", choices=[d for d in DTYPES if d], default="auto",
                         help="auto: bfloat16 on CPUs with AMX, on AVX512-BF16 CPUs where measured "
                         "faster, and on GPUs with bf16; else float32.  int8: int8 text weights "
-                        "through torchao (torch backend)")  # fmt: skip
+                        "through torchao (torch backend); with --compile the vision tower runs "
+                        "int8 x int8 products too")  # fmt: skip
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the vision tower and decode step (torch backend): "
                         "the first batch compiles for tens of seconds, later ones run faster; "
-                        "for long runs")  # fmt: skip
+                        "for long runs.  With --dtype int8 it also quantizes the vision tower")  # fmt: skip
 
 
 def add_parsers(subparsers: Any, only: str | None = None) -> None:
