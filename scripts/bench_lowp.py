@@ -161,8 +161,8 @@ def fidelity(torch, model, fp32, pixels, new_tokens: int) -> dict:
 def dtype_rows(directory, ref_fp32, pixels, new_tokens, median_time, add, step_floors,
                smoke: bool = False) -> dict:  # fmt: skip
     """Vision / greedy / beam-3 for transformers bf16 and each of our variants, against
-    transformers fp32 (``add``'s reference column), with each variant's per-step time over its
-    floor and its fidelity against our fp32."""
+    transformers fp32 (``add``'s reference column, timed in alternation with each variant),
+    with each variant's per-step time over its floor and its fidelity against our fp32."""
     import torch
     import transformers
 
@@ -174,12 +174,6 @@ def dtype_rows(directory, ref_fp32, pixels, new_tokens, median_time, add, step_f
     fp32 = blip_torch.BlipForConditionalGeneration.from_pretrained(directory, device=device)
     results: dict = {}
     with torch.no_grad():
-        ref_t = {
-            "vision": median_time(lambda: ref_fp32.vision_model(pixel_values=pixels), 3)[0],
-            "greedy": median_time(lambda: ref_fp32.generate(pixel_values=pixels, **gen), 3)[0],
-            "beam": median_time(
-                lambda: ref_fp32.generate(pixel_values=pixels, num_beams=3, **gen), 3)[0],
-        }  # fmt: skip
         ref16 = transformers.BlipForConditionalGeneration.from_pretrained(
             directory, dtype=torch.bfloat16
         ).to(device).eval()  # fmt: skip
@@ -196,15 +190,17 @@ def dtype_rows(directory, ref_fp32, pixels, new_tokens, median_time, add, step_f
                 print(f"{name}: {type(exc).__name__}: {exc}", flush=True)
                 results[name] = {"error": f"{type(exc).__name__}: {exc}"}
                 continue
-            vision, greedy, first, beam = _time_variant(
-                model, pix, name.startswith("transformers"), gen, one, median_time
-            )
+            ref_t, (vision, greedy, first, beam) = _time_variant(
+                model, pix, name.startswith("transformers"), gen, one, median_time,
+                ref_fp32, pixels, 1 if smoke else 3,
+            )  # fmt: skip
             step = (greedy - first) / max(new_tokens - 1, 1)
             floor_key = "int8" if "int8" in name else str(dtype).replace("torch.", "")
             floor = step_floors.get(floor_key, {}).get("step_floor_s")
             row = {"vision_s": vision, "greedy_s": greedy, "beam3_s": beam, "step_s": step,
                    "step_over_floor": step / floor if floor else None, "load_and_warm_s": warm_s,
-                   "fidelity": fidelity(torch, model, fp32, pixels, new_tokens)}  # fmt: skip
+                   "fidelity": fidelity(torch, model, fp32, pixels, new_tokens),
+                   "transformers_fp32": ref_t}  # fmt: skip
             results[name] = row
             add(f"vision encoder [{name}]", ref_t["vision"], vision)
             add(f"greedy caption ({new_tokens}) [{name}]", ref_t["greedy"], greedy,
@@ -217,17 +213,42 @@ def dtype_rows(directory, ref_fp32, pixels, new_tokens, median_time, add, step_f
     return results
 
 
-def _time_variant(model, pix, is_ref, gen, one, median_time):
-    """Vision, greedy, greedy-of-one-token and beam-3 seconds of one model."""
+def alternate(ref_fn, our_fn, repeats: int) -> tuple[float, float, object]:
+    """Median seconds of ``ref_fn`` and ``our_fn`` timed call by call in alternation (one
+    warm-up each), so their ratio is taken in one machine state, and ``our_fn``'s last result."""
+    ref_fn(), our_fn()
+    ref_t, our_t = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        ref_fn()
+        ref_t.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        result = our_fn()
+        our_t.append(time.perf_counter() - start)
+    return sorted(ref_t)[len(ref_t) // 2], sorted(our_t)[len(our_t) // 2], result
+
+
+def _time_variant(model, pix, is_ref, gen, one, median_time, ref_fp32, pixels, repeats):
+    """Seconds of transformers fp32 (vision, greedy, beam-3) and of ``model`` (vision, greedy,
+    greedy-of-one-token, beam-3).  Each of ``model``'s vision / greedy / beam timings alternates
+    call by call with transformers fp32's, so their ratio is taken in one machine state (the
+    host's speed drifts over a run)."""
 
     def call(**g):
         return model.generate(pixel_values=pix, **g) if is_ref else model.generate(pix, **g)
 
-    vision = median_time(lambda: model.vision_model(pixel_values=pix), 3)[0]
-    greedy = median_time(lambda: call(**gen), 3)[0]
+    def pair(ref_fn, our_fn):
+        return alternate(ref_fn, our_fn, repeats)[:2]
+
+    ref_gen = ref_fp32.generate
+    ref_vision, vision = pair(lambda: ref_fp32.vision_model(pixel_values=pixels),
+                              lambda: model.vision_model(pixel_values=pix))  # fmt: skip
+    ref_greedy, greedy = pair(lambda: ref_gen(pixel_values=pixels, **gen), lambda: call(**gen))
     first = median_time(lambda: call(**one), 3)[0]
-    beam = median_time(lambda: call(num_beams=3, **gen), 3)[0]
-    return vision, greedy, first, beam
+    ref_beam, beam = pair(lambda: ref_gen(pixel_values=pixels, num_beams=3, **gen),
+                          lambda: call(num_beams=3, **gen))  # fmt: skip
+    ref_t = {"vision": ref_vision, "greedy": ref_greedy, "beam": ref_beam}
+    return ref_t, (vision, greedy, first, beam)
 
 
 def folder_throughput(directory, jpegs, batch_sizes, new_tokens, device, smoke=False) -> dict:
@@ -275,11 +296,11 @@ def folder_throughput(directory, jpegs, batch_sizes, new_tokens, device, smoke=F
 # -- OpenVINO (benchmark-only, optional) ----------------------------------------------------------
 
 
-def openvino_rows(ref_fp32, pixels, new_tokens, median_time, add, ref_times) -> dict:
+def openvino_rows(ref_fp32, pixels, new_tokens, repeats, add) -> dict:
     """OpenVINO f32 and bf16 as its BLIP notebook deploys it: the transformers vision model and
     a decoder-with-past (image states fed every step, so cross-attention keys/values are
-    recomputed per step) converted with ``openvino.convert_model``, greedy loop in numpy.
-    Skipped (``{"skipped": ...}``) when openvino is not installed."""
+    recomputed per step) converted with ``openvino.convert_model``, greedy loop in numpy; each
+    timing alternates with transformers fp32's (``add``'s reference column).  Skipped (``{"skipped": ...}``) when openvino is not installed."""
     try:
         import openvino as ov
     except ImportError:
@@ -301,6 +322,7 @@ def openvino_rows(ref_fp32, pixels, new_tokens, median_time, add, ref_times) -> 
     heads, head_dim = text.num_attention_heads, text.hidden_size // text.num_attention_heads
     empty = np.zeros((1, heads, 0, head_dim), dtype=np.float32)
     pix = pixels.float().numpy()
+    gen = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens)
     for precision in ("f32", "bf16"):
         config = {"INFERENCE_PRECISION_HINT": precision}
         vision = core.compile_model(vision_ir, "CPU", config)
@@ -325,12 +347,18 @@ def openvino_rows(ref_fp32, pixels, new_tokens, median_time, add, ref_times) -> 
                 token = np.array([[ids[-1]]], dtype=np.int64)
             return ids
 
-        vision_s = median_time(encode, 3)[0]
-        greedy_s, ids = median_time(caption, 3)
+        ref_vision, vision_s, _ = alternate(
+            lambda: ref_fp32.vision_model(pixel_values=pixels), encode, repeats
+        )
+        ref_greedy, greedy_s, ids = alternate(
+            lambda: ref_fp32.generate(pixel_values=pixels, **gen), caption, repeats
+        )
         results[precision] = {"vision_s": vision_s, "greedy_s": greedy_s,
-                              "same_ids_as_transformers": ids == want}  # fmt: skip
-        add(f"vision encoder [OpenVINO {precision}]", ref_times["vision"], vision_s)
-        add(f"greedy caption ({new_tokens}) [OpenVINO {precision}]", ref_times["greedy"],
+                              "same_ids_as_transformers": ids == want,
+                              "transformers_fp32": {"vision": ref_vision,
+                                                    "greedy": ref_greedy}}  # fmt: skip
+        add(f"vision encoder [OpenVINO {precision}]", ref_vision, vision_s)
+        add(f"greedy caption ({new_tokens}) [OpenVINO {precision}]", ref_greedy,
             greedy_s, ids == want if precision == "f32" else None)  # fmt: skip
     return results
 

@@ -478,12 +478,7 @@ def _lowp(report, directory, jpegs, pixels, sizes, new_tokens, smoke, add) -> No
     report["low_precision"] = bench_lowp.dtype_rows(
         directory, ref, pixels, new_tokens, timer, add, report["floors"], smoke
     )
-    ref_times = {
-        "vision": timer(lambda: ref.vision_model(pixel_values=pixels), 3)[0],
-        "greedy": timer(lambda: ref.generate(pixel_values=pixels, max_new_tokens=new_tokens,
-                                             min_new_tokens=new_tokens), 3)[0],
-    }  # fmt: skip
-    report["openvino"] = bench_lowp.openvino_rows(ref, pixels, new_tokens, timer, add, ref_times)
+    report["openvino"] = bench_lowp.openvino_rows(ref, pixels, new_tokens, 1 if smoke else 3, add)
     report["throughput_per_dtype"] = bench_lowp.folder_throughput(
         directory, jpegs, [1, 2] if smoke else [1, 8, 32], new_tokens, device, smoke
     )
