@@ -86,6 +86,11 @@ def cpu_model(cpuinfo: str | None = None) -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+def is_x86(machine: str | None = None) -> bool:
+    """Whether this machine (or ``machine``, a :func:`platform.machine` string) is x86."""
+    return (machine or platform.machine()).lower() in ("x86_64", "amd64", "i386", "i686")
+
+
 def usable_threads() -> int:
     """CPUs this process may run on (its affinity mask where the OS has one)."""
     if hasattr(os, "sched_getaffinity"):

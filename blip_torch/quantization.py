@@ -44,6 +44,8 @@ import warnings
 import torch
 from torch import nn
 
+from blip_core.hardware import is_x86
+
 SCHEMES = ("int8", "int8-dynamic")
 PARTS = {"text": ("text_decoder", "text_encoder"), "vision": ("vision_model",)}
 
@@ -176,12 +178,6 @@ def _freeze_weights() -> None:
     inductor_config.freezing = True
 
 
-def _x86_cpu(device: torch.device) -> bool:
-    import platform
-
-    return device.type == "cpu" and platform.machine().lower() in ("x86_64", "amd64", "i686")
-
-
 def quantize(
     model: nn.Module,
     scheme: str = "int8",
@@ -219,8 +215,9 @@ def quantize(
 
     visions = [t for t in towers if isinstance(t, BlipVisionModel)]
     plan = [(t, config) for t in towers if not isinstance(t, BlipVisionModel)]
-    if visions and _x86_cpu(device):
+    if visions and device.type == "cpu" and is_x86():
         for vision in visions:  # exported from the weights as they are, before the cast
+            vision.int8_graph = None  # a graph built earlier must not be traced into this one
             vision.int8_graph = Int8VisionGraph(vision, target)
     elif visions:
         plan += [(vision, _torchao("int8-dynamic")[1]) for vision in visions]

@@ -116,3 +116,8 @@ def test_tf_stays_float32_on_cpus_but_not_on_gpus():
     assert hardware.choose_dtype("gpu", (), True, framework="tf") == "bfloat16"
     report = hardware.hardware_report(framework="tf")
     assert report["auto_dtype"] == "float32" and "XLA" in report["reason"]
+
+
+def test_is_x86_names_the_x86_machines():
+    assert hardware.is_x86("x86_64") and hardware.is_x86("AMD64") and hardware.is_x86("i686")
+    assert not hardware.is_x86("aarch64") and not hardware.is_x86("arm64")

@@ -141,9 +141,9 @@ def test_int8_compiled_pipeline_quantizes_the_vision_tower(scenes, captioner):
     """dtype="int8" with compile=True adds the vision tower's int8 graph (it pays only
     compiled); captions still agree with float32 (at most one of three differs)."""
     pytest.importorskip("torchao")
-    import platform
+    from blip_core.hardware import is_x86
 
-    if platform.machine().lower() not in ("x86_64", "amd64"):
+    if not is_x86():
         pytest.skip("the PT2E int8 vision graph is built on x86 CPUs only")
     import torch
 

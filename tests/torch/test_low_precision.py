@@ -231,9 +231,9 @@ def test_int8_vision_graph_close_to_fp32_and_float_path_kept(fp32, inputs):
     within 0.08 of float32: measured 0.040, bf16 alone 0.028); calls asking for hidden states
     run the tower's float (bf16) weights, which stay, as do the state-dict keys."""
     pytest.importorskip("torchao")
-    import platform
+    from blip_core.hardware import is_x86
 
-    if platform.machine().lower() not in ("x86_64", "amd64"):
+    if not is_x86():
         pytest.skip("the PT2E int8 vision graph is built on x86 CPUs only")
     int8 = Caption.from_pretrained(
         FIXTURES / "caption", quantization="int8", quantization_parts=("text", "vision")
