@@ -131,8 +131,7 @@ class TorchBackend:
             attention_mask = TorchBackend.as_tensor(attention_mask).to(device)
         rows = input_ids.shape[0]
         past = []
-        for layer in model.text_encoder.encoder.layer:
-            k, v = layer.crossattention.self.project_key_value(image_states)
+        for k, v in model.text_encoder.cross_key_values(image_states):
             if k.shape[0] != rows:
                 k, v = k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1)
             empty = k[:, :, :0, :]

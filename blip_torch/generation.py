@@ -147,8 +147,7 @@ class TorchDecoderSession:
         index = torch.arange(encoder_hidden_states.shape[0], device=self.device)
         index = index.repeat_interleave(expansion)
         self.cross = []
-        for layer in layers:
-            k, v = layer.crossattention.self.project_key_value(encoder_hidden_states)
+        for k, v in decoder.bert.cross_key_values(encoder_hidden_states):
             self.cross.append((k.index_select(0, index), v.index_select(0, index)))
         if encoder_attention_mask is None:
             encoder_attention_mask = torch.ones(

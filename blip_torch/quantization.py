@@ -27,6 +27,13 @@ kept (the int8 graph holds its own copies, taken when it was built: weights chan
 not seen by plain calls).  On other devices the vision tower uses
 ``Int8DynamicActivationInt8WeightConfig``.
 
+The cross-attention key/value projections of the image states are compute bound too (every
+image's ``N`` states through ``2 x layers`` square products, projected once before decoding or
+ITM ranking).  With ``compile=True`` on x86 CPUs they become one PT2E int8 graph
+(:class:`Int8CrossKeyValues`) for the caption decoder and the retrieval model's text encoder:
+measured for 12 BLIP-base layers and one 384 px image, 26 ms vs 59 ms bf16 (8 images: 282 ms
+vs 370 ms).  VQA's decoder reads question states of varying length and keeps its projections.
+
 Embeddings, LayerNorms and the attention products stay in the activation dtype; the tied LM-head weight
 is quantized for the head only (the word embeddings keep their float copy).  Linear layers whose
 ``in_features`` is not a multiple of 8 keep float weights (see ``_IN_FEATURES_MULTIPLE``).
@@ -109,50 +116,87 @@ def _towers(model: nn.Module, parts) -> list[nn.Module]:
     return towers
 
 
-class Int8VisionGraph:
-    """A BLIP vision tower exported and quantized with torchao's PT2E flow for x86 CPUs
-    (``X86InductorQuantizer``, dynamic activations), compiled by inductor on first call.
+def _export_int8(module: nn.Module, example: torch.Tensor, name: str):
+    """``module`` (float, eval) exported with a dynamic batch axis, quantized with torchao's
+    PT2E flow for x86 CPUs (``X86InductorQuantizer``, dynamic per-tensor activations,
+    per-channel weights) and wrapped in ``torch.compile`` (compiled on first call per shape)."""
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as x86
+
+    with torch.no_grad():
+        exported = torch.export.export(
+            module, (example,), dynamic_shapes={name: {0: torch.export.Dim.AUTO}}
+        ).module()
+        quantizer = x86.X86InductorQuantizer()
+        quantizer.set_global(x86.get_default_x86_inductor_quantization_config(is_dynamic=True))
+        prepared = prepare_pt2e(exported, quantizer)
+        prepared(example)  # dynamic activations: no calibration statistics are kept
+        graph = torch.compile(convert_pt2e(prepared))
+    _freeze_weights()
+    return graph
+
+
+class _Int8Graph:
+    """A float module's int8 graph (:func:`_export_int8`), run under autocast to ``dtype``.
+    Not an ``nn.Module``: the tower it is attached to keeps its parameters and state-dict
+    keys; the graph holds its own int8 copies of the weights (taken when it was built)."""
+
+    def __init__(self, module: nn.Module, example: torch.Tensor, name: str, dtype: torch.dtype):
+        self.input_shape = tuple(example.shape[1:])
+        self.dtype = dtype
+        self.graph = _export_int8(module, example, name)
+
+    def accepts(self, inputs: torch.Tensor) -> bool:
+        return inputs.device.type == "cpu" and tuple(inputs.shape[1:]) == self.input_shape
+
+    def _run(self, inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        autocast = torch.autocast("cpu", dtype=self.dtype, enabled=self.dtype != torch.float32)
+        with torch.no_grad(), autocast:
+            outputs = self.graph(inputs.float())
+        return tuple(out.to(self.dtype) for out in outputs)
+
+
+class Int8VisionGraph(_Int8Graph):
+    """A BLIP vision tower's plain call as an int8 graph for x86 CPUs.
 
     Called with ``pixel_values`` ``(batch, 3, H, W)`` at the exported image size; returns
-    ``(last_hidden_state, pooler_output)`` in ``dtype``.  Not an ``nn.Module``: the tower it
-    is attached to keeps its parameters and state-dict keys; this graph holds its own int8
-    copies of the weights (taken when it was built).
+    ``(last_hidden_state, pooler_output)`` in ``dtype``.
     """
 
     def __init__(self, vision: nn.Module, dtype: torch.dtype):
         import copy
 
-        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-        from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as x86
-
         size = vision.config.image_size
-        self.image_shape = (size, size)
-        self.dtype = dtype
         float_tower = copy.deepcopy(vision).float().eval()
         example = torch.zeros(2, 3, size, size)
-        with torch.no_grad():
-            exported = torch.export.export(
-                _PlainVision(float_tower),
-                (example,),
-                dynamic_shapes={"pixel_values": {0: torch.export.Dim.AUTO}},
-            ).module()
-            quantizer = x86.X86InductorQuantizer()
-            quantizer.set_global(x86.get_default_x86_inductor_quantization_config(is_dynamic=True))
-            prepared = prepare_pt2e(exported, quantizer)
-            prepared(example)  # dynamic activations: no calibration statistics are kept
-            self.graph = torch.compile(convert_pt2e(prepared))
-        _freeze_weights()
-
-    def accepts(self, pixel_values: torch.Tensor) -> bool:
-        return pixel_values.device.type == "cpu" and tuple(pixel_values.shape[-2:]) == (
-            self.image_shape
-        )
+        super().__init__(_PlainVision(float_tower), example, "pixel_values", dtype)
 
     def __call__(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        autocast = torch.autocast("cpu", dtype=self.dtype, enabled=self.dtype != torch.float32)
-        with torch.no_grad(), autocast:
-            last, pooled = self.graph(pixel_values.float())
-        return last.to(self.dtype), pooled.to(self.dtype)
+        last, pooled = self._run(pixel_values)
+        return last, pooled
+
+
+class Int8CrossKeyValues(_Int8Graph):
+    """Every cross-attention layer's key and value projections of a BLIP text tower as one
+    int8 graph for x86 CPUs: like the vision tower, they are compute bound (each image's
+    ``N`` states through ``2 x layers`` square products, 8 GFLOP for BLIP-base at 384 px).
+
+    Called with encoder states ``(batch, tokens, width)`` of the exported ``tokens`` (the
+    vision tower's patches + 1); returns ``[(keys, values), ...]`` per layer, each
+    ``(batch, heads, tokens, head_dim)`` in ``dtype``.
+    """
+
+    def __init__(self, text: nn.Module, tokens: int, dtype: torch.dtype):
+        import copy
+
+        layers = [layer.crossattention.self for layer in text.encoder.layer]
+        projections = _CrossProjections(copy.deepcopy(nn.ModuleList(layers)).float().eval())
+        example = torch.zeros(2, tokens, text.config.encoder_hidden_size)
+        super().__init__(projections, example, "states", dtype)
+
+    def __call__(self, states: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        outputs = self._run(states)
+        return list(zip(outputs[0::2], outputs[1::2]))
 
 
 class _PlainVision(nn.Module):
@@ -167,6 +211,17 @@ class _PlainVision(nn.Module):
         return out.last_hidden_state, out.pooler_output
 
 
+class _CrossProjections(nn.Module):
+    """Cross-attention layers' key/value projections as one module returning a flat tuple."""
+
+    def __init__(self, layers: nn.ModuleList):
+        super().__init__()
+        self.layers = layers
+
+    def forward(self, states: torch.Tensor):
+        return tuple(t for layer in self.layers for t in layer.project_key_value(states))
+
+
 def _freeze_weights() -> None:
     """Inductor's ``freezing``: weights become constants of the compiled graph, which lets it
     pre-pack the int8 weights for oneDNN (the same process-wide switch
@@ -176,6 +231,23 @@ def _freeze_weights() -> None:
     import torch._inductor.config as inductor_config
 
     inductor_config.freezing = True
+
+
+def _image_cross_towers(model: nn.Module, towers: list[nn.Module]) -> list[tuple[nn.Module, int]]:
+    """``(text model, image tokens)`` for the towers being quantized whose cross-attention keys
+    and values are projected once from the image states: the caption decoder and the
+    retrieval model's text encoder (VQA's decoder reads question states, of varying length)."""
+    from blip_torch.models import BlipForConditionalGeneration, BlipForImageTextRetrieval
+
+    if isinstance(model, BlipForConditionalGeneration):
+        text, tower = model.text_decoder.bert, model.text_decoder
+    elif isinstance(model, BlipForImageTextRetrieval):
+        text = tower = model.text_encoder
+    else:
+        return []
+    vision = model.config.vision_config
+    tokens = (vision.image_size // vision.patch_size) ** 2 + 1
+    return [(text, tokens)] if any(tower is t for t in towers) else []
 
 
 def quantize(
@@ -193,7 +265,9 @@ def quantize(
     bfloat16; float32 works but is slow on CPU); ``device``: moved there first; ``parts``:
     ``"text"`` (decoder and text encoder, the default), ``"vision"`` (compiled on first call
     whatever ``compile`` says: its int8 graph only pays compiled); ``compile``: opt in to the
-    compiled decode step (:func:`blip_torch.compile_decoder`) when the model has a decoder.
+    compiled decode step (:func:`blip_torch.compile_decoder`) when the model has a decoder and,
+    on x86 CPUs, to the int8 graph of the cross-attention key/value projections
+    (:class:`Int8CrossKeyValues`) of the caption decoder or the retrieval text encoder.
     """
     if scheme not in SCHEMES:
         raise ValueError(f"quantization={scheme!r} is not supported; allowed: {SCHEMES}")
@@ -215,12 +289,16 @@ def quantize(
 
     visions = [t for t in towers if isinstance(t, BlipVisionModel)]
     plan = [(t, config) for t in towers if not isinstance(t, BlipVisionModel)]
-    if visions and device.type == "cpu" and is_x86():
+    int8_graphs = device.type == "cpu" and is_x86()
+    if visions and int8_graphs:
         for vision in visions:  # exported from the weights as they are, before the cast
             vision.int8_graph = None  # a graph built earlier must not be traced into this one
             vision.int8_graph = Int8VisionGraph(vision, target)
     elif visions:
         plan += [(vision, _torchao("int8-dynamic")[1]) for vision in visions]
+    for text, tokens in _image_cross_towers(model, towers) if compile and int8_graphs else ():
+        text.int8_cross_kv = None
+        text.int8_cross_kv = Int8CrossKeyValues(text, tokens, target)
     model.to(target)
     for tower, tower_config in plan:
         quantize_(tower, tower_config, filter_fn=_quantizable)
@@ -233,4 +311,4 @@ def quantize(
     return model
 
 
-__all__ = ["SCHEMES", "Int8VisionGraph", "quantize"]
+__all__ = ["SCHEMES", "Int8CrossKeyValues", "Int8VisionGraph", "quantize"]

@@ -321,6 +321,18 @@ class BlipTextModel(nn.Module):
         self.embeddings = BlipTextEmbeddings(config)
         self.encoder = BlipTextEncoder(config)
         self.pooler = BlipTextPooler(config) if add_pooling_layer else None
+        # Set by blip_torch.quantize on x86 CPUs for towers whose cross-attention reads image
+        # states: the int8 graph of every layer's key/value projections
+        # (blip_torch.quantization.Int8CrossKeyValues); not a submodule.
+        self.int8_cross_kv = None
+
+    def cross_key_values(self, states: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Every layer's cross-attention keys and values ``(B, heads, N, head_dim)`` for the
+        encoder states ``(B, N, D_kv)`` (projected once, before decoding or ranking)."""
+        graph = self.int8_cross_kv
+        if graph is not None and graph.accepts(states):
+            return graph(states)
+        return [layer.crossattention.self.project_key_value(states) for layer in self.encoder.layer]
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.embeddings.word_embeddings
