@@ -31,8 +31,8 @@ The cross-attention key/value projections of the image states are compute bound 
 image's ``N`` states through ``2 x layers`` square products, projected once before decoding or
 ITM ranking).  With ``compile=True`` on x86 CPUs they become one PT2E int8 graph
 (:class:`Int8CrossKeyValues`) for the caption decoder and the retrieval model's text encoder:
-measured for 12 BLIP-base layers and one 384 px image, 26 ms vs 59 ms bf16 (8 images: 282 ms
-vs 370 ms).  VQA's decoder reads question states of varying length and keeps its projections.
+measured for 12 BLIP-base layers and one 384 px image, 23 ms vs 52 ms bf16 (8 images: 195 ms
+vs 400 ms; ``python scripts/cross_kv_probe.py``, ``benchmarks/2026-12-03/cross_kv_probe.json``).  VQA's decoder reads question states of varying length and keeps its projections.
 
 Embeddings, LayerNorms and the attention products stay in the activation dtype; the tied LM-head weight
 is quantized for the head only (the word embeddings keep their float copy).  Linear layers whose
