@@ -32,7 +32,8 @@ image's ``N`` states through ``2 x layers`` square products, projected once befo
 ITM ranking).  With ``compile=True`` on x86 CPUs they become one PT2E int8 graph
 (:class:`Int8CrossKeyValues`) for the caption decoder and the retrieval model's text encoder:
 measured for 12 BLIP-base layers and one 384 px image, 23 ms vs 52 ms bf16 (8 images: 195 ms
-vs 400 ms; ``python scripts/cross_kv_probe.py``, ``benchmarks/2026-12-03/cross_kv_probe.json``).  VQA's decoder reads question states of varying length and keeps its projections.
+vs 400 ms; ``python scripts/cross_kv_probe.py``, ``benchmarks/2026-12-03/cross_kv_probe.json``).
+VQA's decoder reads question states of varying length and keeps its projections.
 
 Embeddings, LayerNorms and the attention products stay in the activation dtype; the tied LM-head weight
 is quantized for the head only (the word embeddings keep their float copy).  Linear layers whose
@@ -296,9 +297,10 @@ def quantize(
             vision.int8_graph = Int8VisionGraph(vision, target)
     elif visions:
         plan += [(vision, _torchao("int8-dynamic")[1]) for vision in visions]
-    for text, tokens in _image_cross_towers(model, towers) if compile and int8_graphs else ():
-        text.int8_cross_kv = None
-        text.int8_cross_kv = Int8CrossKeyValues(text, tokens, target)
+    for text, tokens in _image_cross_towers(model, towers):
+        text.int8_cross_kv = None  # nor may an earlier graph outlive a re-quantization
+        if compile and int8_graphs:
+            text.int8_cross_kv = Int8CrossKeyValues(text, tokens, target)
     model.to(target)
     for tower, tower_config in plan:
         quantize_(tower, tower_config, filter_fn=_quantizable)

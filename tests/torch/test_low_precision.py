@@ -227,6 +227,19 @@ def test_int8_from_pretrained_compiled_gives_fp32_ids(fp32, inputs):
         torch._dynamo.reset()
 
 
+def spy_on(int8_graph) -> list:
+    """Wrap an int8 graph's compiled callable; returns the list of input shapes it is called with."""
+    calls = []
+    graph_call = int8_graph.graph
+
+    def spy(*args):
+        calls.append(args[0].shape)
+        return graph_call(*args)
+
+    int8_graph.graph = spy
+    return calls
+
+
 @pytest.mark.skipif(not HAS_COMPILER, reason="torch.compile (inductor) needs a C++ compiler")
 def test_int8_vision_graph_close_to_fp32_and_float_path_kept(fp32, inputs):
     """quantization_parts=("text", "vision"): plain vision calls run the PT2E int8 graph (states
@@ -244,14 +257,7 @@ def test_int8_vision_graph_close_to_fp32_and_float_path_kept(fp32, inputs):
     try:
         assert vision.int8_graph is not None
         assert list(int8.state_dict()) == list(fp32.state_dict())
-        calls = []
-        graph_call = vision.int8_graph.graph
-
-        def spy(*args):
-            calls.append(args[0].shape)
-            return graph_call(*args)
-
-        vision.int8_graph.graph = spy
+        calls = spy_on(vision.int8_graph)
         pixels = inputs["pixel_values"]
         with torch.no_grad():
             want = fp32.vision_model(pixels)
@@ -291,14 +297,7 @@ def test_int8_cross_key_values_graph_close_to_fp32(fp32, inputs):
     pixels = inputs["pixel_values"]
     try:
         assert bert.int8_cross_kv is not None
-        calls = []
-        graph_call = bert.int8_cross_kv.graph
-
-        def spy(*args):
-            calls.append(args[0].shape)
-            return graph_call(*args)
-
-        bert.int8_cross_kv.graph = spy
+        calls = spy_on(bert.int8_cross_kv)
         with torch.no_grad():
             states = fp32.vision_model(pixels).last_hidden_state
             layers = fp32.text_decoder.bert.encoder.layer
