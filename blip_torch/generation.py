@@ -29,7 +29,8 @@ import torch
 from torch.utils._python_dispatch import is_traceable_wrapper_subclass
 
 from blip_torch.cache import SlotCache
-from blip_torch.text import BlipTextLMHeadModel, fuse_projections
+from blip_torch.text import BlipTextLMHeadModel
+from blip_torch.text_attention import fuse_projections
 
 _COMPILED_STEP = "_blip_compiled_step"  # attribute compile_decoder sets on the decoder
 _COMPILED_CAPACITY_MULTIPLE = 16  # compiled steps: fewer distinct shapes -> fewer recompiles

@@ -16,7 +16,7 @@ import blip_torch  # noqa: E402
 from blip_core.generation import left_align  # noqa: E402
 from blip_torch.cache import SlotCache  # noqa: E402
 from blip_torch.generation import TorchDecoderSession  # noqa: E402
-from blip_torch.text import BlipTextSelfAttention  # noqa: E402
+from blip_torch.text_attention import BlipTextSelfAttention  # noqa: E402
 from tests.helpers import make_inputs  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "reference"
