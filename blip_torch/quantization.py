@@ -172,9 +172,8 @@ class Int8VisionGraph(_Int8Graph):
         example = torch.zeros(2, 3, size, size)
         super().__init__(_PlainVision(float_tower), example, "pixel_values", dtype)
 
-    def __call__(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        last, pooled = self._run(pixel_values)
-        return last, pooled
+    def __call__(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self._run(pixel_values)
 
 
 class Int8CrossKeyValues(_Int8Graph):

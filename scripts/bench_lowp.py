@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import time
 
+from timing import alternate
+
 
 def hardware(device) -> dict:
     """:func:`blip_torch.hardware_report` for the benchmark's device (CPU flags, auto dtype)."""
@@ -213,21 +215,6 @@ def dtype_rows(directory, ref_fp32, pixels, new_tokens, median_time, add, step_f
     return results
 
 
-def alternate(ref_fn, our_fn, repeats: int) -> tuple[float, float, object]:
-    """Median seconds of ``ref_fn`` and ``our_fn`` timed call by call in alternation (one
-    warm-up each), so their ratio is taken in one machine state, and ``our_fn``'s last result."""
-    ref_fn(), our_fn()
-    ref_t, our_t = [], []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        ref_fn()
-        ref_t.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        result = our_fn()
-        our_t.append(time.perf_counter() - start)
-    return sorted(ref_t)[len(ref_t) // 2], sorted(our_t)[len(our_t) // 2], result
-
-
 def _time_variant(model, pix, is_ref, gen, one, median_time, ref_fp32, pixels, repeats):
     """Seconds of transformers fp32 (vision, greedy, beam-3) and of ``model`` (vision, greedy,
     greedy-of-one-token, beam-3).  Each of ``model``'s vision / greedy / beam timings alternates
@@ -300,7 +287,8 @@ def openvino_rows(ref_fp32, pixels, new_tokens, repeats, add) -> dict:
     """OpenVINO f32 and bf16 as its BLIP notebook deploys it: the transformers vision model and
     a decoder-with-past (image states fed every step, so cross-attention keys/values are
     recomputed per step) converted with ``openvino.convert_model``, greedy loop in numpy; each
-    timing alternates with transformers fp32's (``add``'s reference column).  Skipped (``{"skipped": ...}``) when openvino is not installed."""
+    timing alternates with transformers fp32's (``add``'s reference column).  Skipped
+    (``{"skipped": ...}``) when openvino is not installed."""
     try:
         import openvino as ov
     except ImportError:
@@ -347,10 +335,10 @@ def openvino_rows(ref_fp32, pixels, new_tokens, repeats, add) -> dict:
                 token = np.array([[ids[-1]]], dtype=np.int64)
             return ids
 
-        ref_vision, vision_s, _ = alternate(
+        ref_vision, vision_s, _, _ = alternate(
             lambda: ref_fp32.vision_model(pixel_values=pixels), encode, repeats
         )
-        ref_greedy, greedy_s, ids = alternate(
+        ref_greedy, greedy_s, _, ids = alternate(
             lambda: ref_fp32.generate(pixel_values=pixels, **gen), caption, repeats
         )
         results[precision] = {"vision_s": vision_s, "greedy_s": greedy_s,

@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+from timing import alternate, median_time  # noqa: E402  (scripts/ is sys.path[0])
 
 TINY = dict(
     text=dict(vocab_size=99, hidden_size=32, intermediate_size=37, num_hidden_layers=2,
@@ -48,33 +48,6 @@ TINY = dict(
                 image_size=32, patch_size=8),
 )  # fmt: skip
 BASE = dict(text=dict(num_attention_heads=12), vision=dict())
-
-
-def median_time(fn, repeats: int, warmup: int = 1) -> tuple[float, object]:
-    result = None
-    for _ in range(warmup):
-        result = fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
-
-
-def alternate(ref_fn, our_fn, repeats: int, warmup: int = 1):
-    """Median times of two callables, run alternately (same machine state for both)."""
-    for _ in range(warmup):
-        ref_out, our_out = ref_fn(), our_fn()
-    ref_t, our_t = [], []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        ref_out = ref_fn()
-        ref_t.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        our_out = our_fn()
-        our_t.append(time.perf_counter() - start)
-    return statistics.median(ref_t), statistics.median(our_t), ref_out, our_out
 
 
 def matmul_gflops(torch, n: int = 2048, repeats: int = 5) -> float:

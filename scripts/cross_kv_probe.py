@@ -21,27 +21,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 import warnings
+
+from timing import alternate_all
 
 _FLAGS = {"amx_bf16", "amx_int8", "avx512_bf16", "avx512_vnni", "avx512f", "avx2", "fma"}
 
 
-def _median_ms(times: list[float]) -> float:
-    return 1e3 * sorted(times)[len(times) // 2]
-
-
-def _alternate(fns: dict, repeats: int) -> dict[str, float]:
-    """Median ms of each callable, called in turn ``repeats`` times after one warm-up each."""
-    for fn in fns.values():
-        fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: _median_ms(t) for name, t in times.items()}
+def _alternate_ms(fns: dict, repeats: int) -> dict[str, float]:
+    return {name: 1e3 * seconds for name, (seconds, _) in alternate_all(fns, repeats).items()}
 
 
 def _batch_rows(torch, batch, fp32, bf16, int8, repeats: int, new_tokens: int) -> list[dict]:
@@ -78,7 +66,7 @@ def _batch_rows(torch, batch, fp32, bf16, int8, repeats: int, new_tokens: int) -
             text.int8_cross_kv = graph
 
     rows = []
-    ms = _alternate(
+    ms = _alternate_ms(
         {
             "int8 graph": lambda: projections(True),
             "int8 weight-only Linears": lambda: projections(False),
@@ -89,7 +77,7 @@ def _batch_rows(torch, batch, fp32, bf16, int8, repeats: int, new_tokens: int) -
     for name, value in ms.items():
         rows.append({"work": "cross key/value projections", "batch": batch, "variant": name,
                      "ms": value, "max_abs_diff": diffs.get(name), "scale": scale})  # fmt: skip
-    ms = _alternate(
+    ms = _alternate_ms(
         {"graph on": lambda: caption(True), "graph off": lambda: caption(False)}, repeats
     )
     for name, value in ms.items():

@@ -24,9 +24,7 @@ import argparse
 import functools
 import json
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -35,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+from timing import median_time  # noqa: E402  (scripts/ is sys.path[0])
 
 TINY = dict(
     text=dict(vocab_size=99, hidden_size=32, intermediate_size=37, num_hidden_layers=2,
@@ -44,16 +43,6 @@ TINY = dict(
                 image_size=32, patch_size=8),
 )  # fmt: skip
 BASE = dict(text=dict(num_attention_heads=12), vision=dict())  # tests/helpers.py BASE_* style
-
-
-def median_time(fn, repeats: int) -> tuple[float, object]:
-    result = fn()  # warm-up: traces and compiles
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
 
 
 def as_float32(x) -> np.ndarray:
