@@ -113,6 +113,7 @@ class Pipeline:
         dtype: str | None = "auto",
         threads: int | None = None,
         compile: bool = False,  # noqa: A002 - the torch.compile switch, named as users know it
+        device: str | None = None,
         **settings: Any,
     ) -> None:
         unknown = set(settings) - set(self.defaults)
@@ -124,14 +125,18 @@ class Pipeline:
         adapter = load_backend(backend, threads) if isinstance(backend, str) else backend
         _check_dtype(dtype)
         self.model_name = str(model) if model is not None else f"demo:{self.demo}"
-        self.runner = self.task_class(resolve_model(model, self.demo), adapter, dtype, compile)
+        self.runner = self.task_class(
+            resolve_model(model, self.demo), adapter, dtype, compile, device
+        )
+        self.device = self.runner.device
         self.backend, self.model, self.processor = adapter, self.runner.model, self.runner.processor
         self.dtype = self.runner.dtype
         self.settings = {**self.defaults, **settings}
 
     def tensor(self, array: np.ndarray, pixels: bool = False) -> Any:
-        """numpy -> the backend's tensor (the model casts pixels to its own dtype)."""
-        return self.backend.from_numpy(np.ascontiguousarray(array))
+        """numpy -> the backend's tensor on the model's device (the model casts pixels to its
+        own dtype)."""
+        return self.runner.tensor(array)
 
     def numpy(self, x: Any) -> np.ndarray:
         return self.backend.to_numpy(x)  # bfloat16 / float16 come back as float32
@@ -210,12 +215,14 @@ class CaptionPipeline(Pipeline):
     defaults = {"prompt": None, "num_beams": 1, "max_new_tokens": 30, "original": False}
 
     def __init__(self, model=None, backend="torch", dtype="auto", threads=None, compile=False,  # noqa: A002
-                 itm_model=None, **settings) -> None:  # fmt: skip
-        super().__init__(model, backend, dtype, threads, compile, **settings)
+                 device=None, itm_model=None, **settings) -> None:  # fmt: skip
+        super().__init__(model, backend, dtype, threads, compile, device, **settings)
         self.itm = None
         self.itm_model = None if itm_model is None else str(itm_model)
         if itm_model is not None:
-            self.itm = Matcher(resolve_model(itm_model, "retrieval"), self.backend, dtype)
+            self.itm = Matcher(
+                resolve_model(itm_model, "retrieval"), self.backend, dtype, device=device
+            )
             own = self.processor.image_processor.to_dict()
             self._itm_own_pixels = self.itm.processor.image_processor.to_dict() != own
 
@@ -399,8 +406,10 @@ def pipeline(
 
     ``settings``: the task's (``caption``: ``prompt``, ``num_beams``, ``max_new_tokens``,
     ``original``, ``itm_model``; ``vqa``: ``question``, ``answers``, ``top_k``, ``num_beams``,
-    ``max_new_tokens``; ``match``: ``texts``), ``threads`` (CPU threads of the backend) and
-    ``compile`` (torch: ``torch.compile`` the vision tower and decode step).
+    ``max_new_tokens``; ``match``: ``texts``), ``threads`` (CPU threads of the backend),
+    ``compile`` (torch: ``torch.compile`` the vision tower and decode step) and ``device``
+    (torch: ``"cuda"``, ``"cuda:1"``, ...; the CPU by default; ``dtype="auto"`` is chosen for
+    it, bfloat16 on GPUs with bf16).
 
     Raises:
         ValueError: an unknown task or dtype (the message lists the allowed ones).

@@ -99,6 +99,21 @@ def iter_image_batches(
         yield _batch(decoded)
 
 
+def _check_device(backend: Any, device: str | None) -> str | None:
+    """``device`` checked for ``backend``: its name, or None for the CPU default."""
+    if device is None:
+        return None
+    check = getattr(backend, "check_device", None)
+    if check is None:
+        if str(device) == "cpu":
+            return None
+        raise ValueError(
+            f"device={device!r} is for the torch backend; the {backend.name} backend places its "
+            "work itself (tf: on a GPU when TensorFlow sees one; onnx: the CPU): leave it unset"
+        )
+    return check(device)
+
+
 class _Task:
     """A model directory loaded with one backend: its processor and its ``class_name`` model.
 
@@ -114,6 +129,10 @@ class _Task:
     batch of each shape compiles, tens of seconds on a small CPU; pays on long runs).  With
     ``dtype="int8"`` it also quantizes the vision tower (int8 x int8 products, which pay only
     compiled: ``quantization_parts=("text", "vision")``).
+
+    ``device``: where the torch backend runs the model (``"cuda"``, ``"cuda:1"``; the CPU when
+    ``None``); ``"auto"`` dtypes are chosen for it.  TensorFlow places its work itself and the
+    ONNX backend runs on the CPU, so they take only ``None`` / ``"cpu"``.
     """
 
     class_name = ""
@@ -124,11 +143,14 @@ class _Task:
         backend: Any,
         dtype: str | None = None,
         compile: bool = False,  # noqa: A002 - the torch.compile switch, named as users know it
+        device: str | None = None,
     ):
         if isinstance(backend, str):
             backend = load_backend(backend)
         self.backend = backend
         self.quantization = None
+        self.device = _check_device(backend, device)
+        place = {} if self.device is None else {"device": self.device}
         if dtype == "int8" and backend.name == "tf":
             raise ValueError(
                 "dtype='int8' is not available with the tf backend: Keras int8 Dense layers "
@@ -149,16 +171,18 @@ class _Task:
                     f"dtype={dtype!r}: the onnx backend runs the exported graphs as written; "
                     "export with 'blip export --dtype int8' for int8"
                 )
-            self.model = cls.from_pretrained(directory)
+            self.model = cls.from_pretrained(directory, **place)
         elif dtype == "int8":
             self.quantization = "int8"
             # the vision tower's int8 graph pays only compiled: with compile, quantize it too
             parts = ("text", "vision") if compile else ("text",)
             self.model = cls.from_pretrained(
-                directory, quantization="int8", quantization_parts=parts
+                directory, quantization="int8", quantization_parts=parts, **place
             )
         else:
-            self.model = cls.from_pretrained(directory, dtype=dtype)
+            self.model = cls.from_pretrained(directory, dtype=dtype, **place)
+        # tensors go where the weights are (torch: the first parameter's device)
+        self._like = None if self.device is None else next(iter(self.model.parameters()))
         if compile:
             compile_model(self.model)
 
@@ -175,7 +199,8 @@ class _Task:
         return str(dtype).removeprefix("torch.")
 
     def tensor(self, array: np.ndarray) -> Any:
-        return self.backend.from_numpy(np.ascontiguousarray(array))
+        """numpy -> the backend's tensor, on the model's device."""
+        return self.backend.from_numpy(np.ascontiguousarray(array), like=self._like)
 
     def numpy(self, x: Any) -> np.ndarray:
         return self.backend.to_numpy(x)

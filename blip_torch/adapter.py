@@ -35,6 +35,13 @@ class TorchBackend:
         return tensor if like is None else tensor.to(like.device)
 
     @staticmethod
+    def check_device(device) -> str:
+        """``device`` checked (:func:`blip_torch.precision.check_device`), as its name."""
+        from blip_torch.precision import check_device
+
+        return str(check_device(device))
+
+    @staticmethod
     def inference():
         return torch.no_grad()
 

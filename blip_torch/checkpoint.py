@@ -130,15 +130,18 @@ class PreTrainedMixin:
         :func:`blip_core.hardware.choose_dtype` picks for ``device`` (bfloat16 on CPUs with
         AMX-BF16, on AVX-512 BF16 CPUs where measured faster and on bf16 GPUs, float32
         elsewhere; see :mod:`blip_torch.precision` for what stays float32).  None keeps float32, the default.
-        ``device`` moves the weights.  ``quantization="int8"``: int8 weights for the Linear
+        ``device`` moves the weights (``ValueError`` naming what is there when this machine or
+        torch build lacks it).  ``quantization="int8"``: int8 weights for the Linear
         layers through torchao (:func:`blip_torch.quantize`; activations bfloat16 unless a
         dtype is given); ``quantization_parts``: the towers it applies to, ``("text",)`` by
         default, ``("text", "vision")`` adds the vision tower's int8 x int8 graph (compiled on
         its first call; see :mod:`blip_torch.quantization`).
         """
         from blip_torch.adapter import BACKEND
-        from blip_torch.precision import pick_dtype_argument, resolve_dtype
+        from blip_torch.precision import check_device, pick_dtype_argument, resolve_dtype
 
+        if device is not None:
+            device = check_device(device)
         argument, value = pick_dtype_argument(torch_dtype, dtype)
         target = resolve_dtype(value, device, argument)
         model = loading.from_pretrained(BACKEND, cls, pretrained_model_name_or_path, config)

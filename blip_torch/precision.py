@@ -45,6 +45,38 @@ def gpu_supports_bf16(device: torch.device) -> bool | None:
     return None
 
 
+def check_device(device: str | torch.device) -> torch.device:
+    """``device`` as a :class:`torch.device` this process can run on.
+
+    Raises:
+        ValueError: not a device name torch knows, or an accelerator this torch build or
+            machine lacks (the message says what is there: ``cpu`` always).
+    """
+    try:
+        place = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(
+            f"device={device!r} is not a torch device ({exc}); e.g. 'cpu', 'cuda', 'cuda:1'"
+        ) from None
+    if place.type == "cpu" or place.type == "meta":
+        return place
+    module = getattr(torch, place.type, None)
+    available = getattr(module, "is_available", None)
+    if available is None or not available():
+        build = f"torch {torch.__version__}"
+        if place.type == "cuda" and torch.version.cuda is None:
+            build += ", a CPU-only build"
+        raise ValueError(f"device={device!r}: {place.type} is not available here ({build}); "
+                         "use device='cpu'")  # fmt: skip
+    count = module.device_count() if hasattr(module, "device_count") else 1
+    if place.index is not None and place.index >= count:
+        raise ValueError(
+            f"device={device!r}: this machine has {count} {place.type} device(s), "
+            f"indices 0..{count - 1}"
+        )
+    return place
+
+
 @functools.lru_cache(maxsize=1)
 def bf16_speedup() -> float:
     """float32 seconds / bfloat16 seconds of a small BLIP-shaped CPU workload, measured once

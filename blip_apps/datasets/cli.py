@@ -80,9 +80,10 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, task: str) -> None:
 
 
 def add_speed_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--dtype`` (the pipeline's :data:`~blip_apps.api.DTYPES`) and ``--compile``: the
-    precision and ``torch.compile`` switches of a dataset run (not of ``blip serve``: its
-    dynamic batches of every size would each compile, on a live request)."""
+    """``--dtype`` (the pipeline's :data:`~blip_apps.api.DTYPES`), ``--compile`` and
+    ``--device``: the precision, ``torch.compile`` and placement switches of a dataset run
+    (``blip serve`` has no ``--compile``: its dynamic batches of every size would each compile,
+    on a live request)."""
     from blip_apps.api import DTYPES
 
     parser.add_argument("--dtype", choices=[d for d in DTYPES if d], default="auto",
@@ -94,6 +95,9 @@ def add_speed_arguments(parser: argparse.ArgumentParser) -> None:
                         help="torch.compile the vision tower and decode step (torch backend): "
                         "the first batch compiles for tens of seconds, later ones run faster; "
                         "for long runs.  With --dtype int8 it also quantizes the vision tower")  # fmt: skip
+    parser.add_argument("--device",
+                        help="where the torch backend runs the model: cuda, cuda:1, ... "
+                        "(default: the CPU; with --engine ray and --num-gpus, each actor's GPU)")  # fmt: skip
 
 
 def add_parsers(subparsers: Any, only: str | None = None) -> None:
@@ -135,7 +139,8 @@ def _pipeline(task: str, args: Any, **settings: Any):
     where = args.model if args.model is not None else f"the bundled demo model for {task!r}"
     try:
         return pipeline(task, args.model, args.backend, getattr(args, "dtype", None),
-                        compile=getattr(args, "compile", False), **settings)  # fmt: skip
+                        compile=getattr(args, "compile", False),
+                        device=getattr(args, "device", None), **settings)  # fmt: skip
     except ImportError as exc:
         raise UsageError(f"--backend {args.backend}: {message(exc)}") from exc
     except (*MODEL_ERRORS, OSError, KeyError) as exc:
@@ -167,6 +172,8 @@ def _run(task: str, args: Any, out: Any, settings: dict) -> int:
             pipe_settings = dict(settings)
             if args.compile:  # each actor compiles its own copy
                 pipe_settings["compile"] = True
+            if args.device is not None:
+                pipe_settings["device"] = args.device
             summary = run_ray(task, _inputs(args), args.model, args.backend, args.dtype,
                               pipe_settings, actors=args.actors, num_cpus=args.num_cpus,
                               num_gpus=args.num_gpus, ray_address=args.ray_address,

@@ -81,6 +81,15 @@ def _rows(entries: Iterable[Item]) -> list[dict]:
     ]
 
 
+def actor_settings(settings: dict | None, backend: str, num_gpus: float) -> dict:
+    """The pipeline settings of each actor: ``settings`` plus ``device="cuda"`` for the torch
+    backend when actors reserve GPUs (Ray shows each actor only its own, as ``cuda``)."""
+    settings = dict(settings or {})
+    if num_gpus > 0 and backend == "torch" and settings.get("device") is None:
+        settings["device"] = "cuda"
+    return settings
+
+
 def run_ray(
     task: str,
     sources: Iterable[str | os.PathLike],
@@ -111,7 +120,9 @@ def run_ray(
     ``actors``: actor pool size (each loads the model once); ``num_cpus`` / ``num_gpus``: what
     each actor reserves (keep ``actors * num_cpus`` below the cluster's CPUs so the read stage
     can run); ``threads``: torch/TF threads per actor; ``ray_address``: an existing cluster
-    (``"auto"``, ``"HOST:6379"``); ``None`` starts a local one, shut down at the end.
+    (``"auto"``, ``"HOST:6379"``); ``None`` starts a local one, shut down at the end.  With
+    ``num_gpus`` > 0 the torch backend runs each actor's model on the GPU Ray gives it
+    (``device="cuda"`` unless ``settings`` names a device).
 
     Raises:
         ImportError: Ray is not installed (names the extra).
@@ -128,6 +139,7 @@ def run_ray(
         raise ValueError(f"actors={actors!r}: must be a whole number >= 1")
     if num_cpus < 0 or num_gpus < 0:
         raise ValueError(f"num_cpus={num_cpus!r}, num_gpus={num_gpus!r}: must be >= 0")
+    settings = actor_settings(settings, backend, num_gpus)
     start = time.monotonic()
     summary = Summary()
     sink = Sink(output, format, chunk_size, resume, overwrite, sidecar, stream)

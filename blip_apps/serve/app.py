@@ -40,6 +40,7 @@ class ServeOptions:
     models: dict[str, str] = field(default_factory=dict)
     backend: str = "torch"
     dtype: str | None = None  # None: as stored (float32); "auto": the hardware rule
+    device: str | None = None  # torch: None (the CPU) or "cuda" (the GPU the replica reserves)
     max_batch_size: int = 8
     batch_wait_timeout_s: float = 0.01
     max_upload_bytes: int = 10 * 2**20
@@ -133,7 +134,9 @@ class BlipService:
     def __init__(self, options: dict):
         self.options = ServeOptions(**options)
         _LIMITS["max_upload_bytes"] = self.options.max_upload_bytes
-        self.work = ServeModels(self.options.models, self.options.backend, self.options.dtype)
+        self.work = ServeModels(
+            self.options.models, self.options.backend, self.options.dtype, self.options.device
+        )
         self.model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blip-model")
         for method in (self._caption, self._vqa, self._retrieval):
             method.set_max_batch_size(self.options.max_batch_size)
@@ -276,9 +279,12 @@ class BlipService:
 
 def build_app(options: ServeOptions):
     """The Ray Serve application for ``options`` (``serve.run`` it)."""
+    gpu = options.device is not None and options.device.split(":")[0] == "cuda"
     return BlipService.options(
         max_ongoing_requests=options.max_ongoing_requests,
         max_queued_requests=options.max_queued_requests,
+        # Ray shows an actor only the GPUs it reserves, as cuda:0 ...
+        ray_actor_options={"num_cpus": 0, "num_gpus": 1 if gpu else 0},
     ).bind(asdict(options))
 
 

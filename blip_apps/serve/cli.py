@@ -58,6 +58,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="auto: bfloat16 on CPUs with AMX, on AVX512-BF16 CPUs where measured faster, and on "
         "GPUs with bf16; else float32",
     )
+    p.add_argument("--device", choices=("cpu", "cuda"), default=None,
+                   help="torch backend: cuda runs the models on one GPU the replica reserves "
+                   "(default: the CPU)")  # fmt: skip
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--max-batch-size", type=_positive(int), default=8)
@@ -90,7 +93,8 @@ def _task_of(directory: Path) -> str:
 def options_from_args(args):
     """The :class:`~blip_apps.serve.app.ServeOptions` of parsed ``blip serve`` arguments.
 
-    Raises ``ValueError`` (naming the argument) for ``--task all`` with ``--model``."""
+    Raises ``ValueError`` (naming the argument) for ``--task all`` with ``--model``, and for
+    ``--device cuda`` with another backend or where no GPU is there."""
     from blip_apps.serve.app import ServeOptions, default_models
 
     if args.model is None:
@@ -102,11 +106,18 @@ def options_from_args(args):
 
         directory = resolve_model_dir(args.model)
         models = {args.task or _task_of(Path(directory)): os.fspath(directory)}
+    if args.device == "cuda":  # checked here: a replica asking for a GPU nobody has never starts
+        if args.backend != "torch":
+            raise ValueError(f"--device cuda is for the torch backend, not {args.backend!r}")
+        from blip_apps.backends import load_backend
+
+        load_backend("torch").check_device("cuda")
     batch = 1 if args.no_batching else args.max_batch_size
     return ServeOptions(
         models=models,
         backend=args.backend,
         dtype=args.dtype,
+        device=None if args.device == "cpu" else args.device,
         max_batch_size=batch,
         batch_wait_timeout_s=0.0 if args.no_batching else args.batch_wait_ms / 1000,
         max_upload_bytes=int(args.max_upload_mb * 2**20),

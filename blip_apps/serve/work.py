@@ -97,7 +97,11 @@ class ServeModels:
     """
 
     def __init__(
-        self, models: dict[str, str | os.PathLike], backend: str = "torch", dtype: str | None = None
+        self,
+        models: dict[str, str | os.PathLike],
+        backend: str = "torch",
+        dtype: str | None = None,
+        device: str | None = None,
     ):
         from blip_apps.pipeline import Captioner, Matcher, QuestionAnswerer, load_backend
 
@@ -106,7 +110,9 @@ class ServeModels:
             raise ValueError(f"unknown task(s) {unknown}; expected some of {', '.join(TASKS)}")
         self.backend = load_backend(backend)
         classes = {"caption": Captioner, "vqa": QuestionAnswerer, "retrieval": Matcher}
-        self.tasks = {task: classes[task](models[task], self.backend, dtype) for task in models}
+        self.tasks = {
+            task: classes[task](models[task], self.backend, dtype, device=device) for task in models
+        }
         self.completed = {task: 0 for task in models}  # jobs answered (or failed) per task
 
     def processor(self, task: str):
