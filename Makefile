@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 # reference transformers); library users are not bound by it.
 PIP_INSTALL := $(PY) -m pip install --disable-pip-version-check -c constraints.txt
 
-.PHONY: install test test-slow lint format demo bench-smoke clean
+.PHONY: install test test-slow lint format demo gpu-wheels clean
 
 install: $(STAMP)
 
@@ -33,6 +33,14 @@ demo: $(STAMP)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
+
+# Wheels a GPU machine of this workplace lacks for scripts/gpu_check.sh (the reference
+# transformers 4.57.6 and the versions it pins; its image has newer ones), for Python 3.12.
+gpu-wheels:
+	$(PYTHON) -m pip download --disable-pip-version-check --no-deps --only-binary=:all: \
+		--python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 \
+		--platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl \
+		transformers==4.57.6 huggingface_hub==0.36.2 tokenizers==0.22.2
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

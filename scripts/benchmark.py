@@ -320,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
                   " (1 = cached after the first step, as ours)")  # fmt: skip
 
         ref, ours = load_pair("ForQuestionAnswering")
-        q = torch.tensor([[101, 2054, 3609, 2003, 1996, 4937, 1029, 102]])
+        q = torch.tensor([[101, 2054, 3609, 2003, 1996, 4937, 1029, 102]], device=device)
         q = q % sizes["text"].get("vocab_size", 30524)
         with torch.no_grad():
             gen = dict(max_new_tokens=min(new_tokens, 10), min_new_tokens=min(new_tokens, 10))
@@ -336,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
             rng.integers(1000, 20000, (64, 12)) % sizes["text"].get("vocab_size", 30524)
         )
         texts[:, 0] = 101 % sizes["text"].get("vocab_size", 30524)
+        texts = texts.to(device)
         mask = torch.ones_like(texts)
         with torch.no_grad():
 
@@ -405,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
 
         report["throughput"] = _throughput(
             dirs["caption"], jpegs, image_size, [1, 2] if args.smoke else [1, 8, 32],
-            ["torch"] if args.no_tf else ["torch", "tf"], new_tokens,
+            ["torch"] if args.no_tf else ["torch", "tf"], new_tokens, device,
         )  # fmt: skip
 
         run_compile = (not args.smoke) if args.compile is None else args.compile
@@ -473,15 +474,16 @@ def _caption_folder(captioner, jpegs, batch_size: int, new_tokens: int) -> int:
     return count
 
 
-def _throughput(directory, jpegs, image_size, batch_sizes, backends, new_tokens) -> dict:
+def _throughput(directory, jpegs, image_size, batch_sizes, backends, new_tokens, device) -> dict:
     """Images/s captioning a folder of JPEGs through blip_core.pipeline (decoding overlapped
-    with the model on a background thread), per backend and batch size."""
+    with the model on a background thread), per backend and batch size; torch on ``device``."""
     from blip_apps.pipeline import Backend, Captioner
 
     results: dict = {}
     for name in backends:
         try:
-            captioner = Captioner(directory, Backend(name))
+            place = str(device) if name == "torch" and device.type != "cpu" else None
+            captioner = Captioner(directory, Backend(name), device=place)
         except Exception as exc:  # pragma: no cover - depends on the environment
             results[name] = {"error": str(exc)}
             continue
@@ -622,6 +624,19 @@ def _torch_fast_paths(
         seconds, ids = median_time(lambda: model.generate(pixels, **gen), repeats)
         add("+ blip_torch.compile_decoder", "greedy", seconds, ids,
             note=f"first call {took:.0f}s")  # fmt: skip
+        if pixels.device.type == "cuda":  # CUDA graphs for the decode step
+            try:
+                start = time.perf_counter()
+                blip_torch.compile_decoder(model, mode="reduce-overhead")
+                model.generate(pixels, **gen)
+                took = time.perf_counter() - start
+                seconds, ids = median_time(lambda: model.generate(pixels, **gen), repeats)
+                add("+ compile_decoder(mode='reduce-overhead')", "greedy", seconds, ids,
+                    note=f"first call {took:.0f}s")  # fmt: skip
+            except Exception as exc:  # pragma: no cover - GPU only; recorded, run goes on
+                print(f"compile_decoder(mode='reduce-overhead'): {type(exc).__name__}: {exc}")
+                rows.append({"path": "+ compile_decoder(mode='reduce-overhead')",
+                             "error": f"{type(exc).__name__}: {exc}"})  # fmt: skip
         import bench_lowp
 
         bench_lowp.reset_compiler(torch)

@@ -1,11 +1,28 @@
 """Timing helpers shared by the benchmark scripts: medians after a warm-up, and callables timed
 in alternation (call by call, so their ratio is taken in one machine state; the host's speed
-drifts by up to 1.5x within a run)."""
+drifts by up to 1.5x within a run).  On a GPU every timed call is bracketed by
+:func:`sync`, so a figure counts the kernels a call queued, not only their launch."""
 
 from __future__ import annotations
 
 import statistics
+import sys
 import time
+
+
+def sync() -> None:
+    """Wait for the GPU's queued work when torch has initialised CUDA (a no-op on CPU)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
+def _timed(fn) -> tuple[float, object]:
+    sync()
+    start = time.perf_counter()
+    result = fn()
+    sync()
+    return time.perf_counter() - start, result
 
 
 def median_time(fn, repeats: int, warmup: int = 1) -> tuple[float, object]:
@@ -15,9 +32,8 @@ def median_time(fn, repeats: int, warmup: int = 1) -> tuple[float, object]:
         result = fn()
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
+        seconds, result = _timed(fn)
+        times.append(seconds)
     return statistics.median(times), result
 
 
@@ -30,9 +46,8 @@ def alternate_all(fns: dict, repeats: int, warmup: int = 1) -> dict[str, tuple[f
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
-            start = time.perf_counter()
-            results[name] = fn()
-            times[name].append(time.perf_counter() - start)
+            seconds, results[name] = _timed(fn)
+            times[name].append(seconds)
     return {name: (statistics.median(times[name]), results[name]) for name in fns}
 
 

@@ -188,12 +188,13 @@ def test_text_model_slot_cache_matches_concat_past(caption):
 
 
 @pytest.mark.skipif(not HAS_COMPILER, reason="torch.compile (inductor) needs a C++ compiler")
-def test_compile_decoder_gives_the_eager_ids():
+@pytest.mark.parametrize("mode", [None, "reduce-overhead"])  # the latter: CUDA graphs on a GPU
+def test_compile_decoder_gives_the_eager_ids(mode):
     eager = blip_torch.BlipForConditionalGeneration.from_pretrained(FIXTURES / "caption")
     model = blip_torch.BlipForConditionalGeneration.from_pretrained(FIXTURES / "caption")
     pixels = torch.from_numpy(make_inputs(batch=2, seed=5)["pixel_values"])
     try:
-        assert blip_torch.compile_decoder(model) is model
+        assert blip_torch.compile_decoder(model, mode=mode) is model
         assert set(model.state_dict()) == set(eager.state_dict())  # keys unchanged
         for settings in ({"max_new_tokens": 7}, {"num_beams": 3, "max_new_tokens": 5}):
             with torch.no_grad():
