@@ -139,15 +139,14 @@ class TorchBackend:
         rows = input_ids.shape[0]
         past = []
         for k, v in model.text_encoder.cross_key_values(image_states):
-            if k.shape[0] != rows:
-                k, v = k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1)
-            empty = k[:, :, :0, :]
+            # one image's keys/values are not repeated per text: its texts attend as one block
+            empty = k.new_zeros((rows, k.shape[1], 0, k.shape[3]))
             past.append((empty, empty, k, v))
         states = model.text_encoder(
             input_ids=input_ids,
             attention_mask=attention_mask,
             encoder_attention_mask=torch.ones(
-                (rows, image_states.shape[1]), dtype=torch.long, device=device
+                image_states.shape[:2], dtype=torch.long, device=device
             ),
             past_key_values=tuple(past),
         ).last_hidden_state

@@ -144,17 +144,16 @@ class TorchDecoderSession:
         self.device = encoder_hidden_states.device
         fuse_projections(decoder.bert)  # one product for q/k/v per layer (no-op once fused)
         layers = decoder.bert.encoder.layer
-        # (B, heads, N, head_dim) per layer, computed once; rows expanded for beams/samples.
-        index = torch.arange(encoder_hidden_states.shape[0], device=self.device)
-        index = index.repeat_interleave(expansion)
-        self.cross = []
-        for k, v in decoder.bert.cross_key_values(encoder_hidden_states):
-            self.cross.append((k.index_select(0, index), v.index_select(0, index)))
+        # (B, heads, N, head_dim) per layer, computed once and not expanded: the ``expansion``
+        # rows of each image (beams, samples) are consecutive and reordered only among
+        # themselves, so cross-attention reads each image's keys/values once for all of them.
+        self.rows = encoder_hidden_states.shape[0] * expansion
+        self.cross = list(decoder.bert.cross_key_values(encoder_hidden_states))
         if encoder_attention_mask is None:
             encoder_attention_mask = torch.ones(
                 encoder_hidden_states.shape[:2], dtype=torch.long, device=self.device
             )
-        self.encoder_attention_mask = encoder_attention_mask.index_select(0, index)
+        self.encoder_attention_mask = encoder_attention_mask
         self.self_cache: list[tuple[torch.Tensor, torch.Tensor]] | None = None
         self.last: torch.Tensor | None = None  # the logits of the last fast-path call
         self.compiled = _compiled_step(decoder)
@@ -166,10 +165,15 @@ class TorchDecoderSession:
             k = self.cross[0][0]
             config = decoder.config
             self.cache = SlotCache.allocate(
-                k.shape[0], capacity, config.num_attention_heads,
+                self.rows, capacity, config.num_attention_heads,
                 config.hidden_size // config.num_attention_heads, len(layers), k,
                 cross=self.cross,
             )  # fmt: skip
+
+    def _empty_self(self) -> torch.Tensor:
+        """A zero-length self-attention key/value ``(rows, heads, 0, head_dim)``."""
+        k = self.cross[0][0]
+        return k.new_zeros((self.rows, k.shape[1], 0, k.shape[3]))
 
     def _tensor(self, a: np.ndarray) -> torch.Tensor:
         # A fresh C-order copy: a column like ids[:, None] has stride 0 on its size-1 axis,
@@ -198,7 +202,7 @@ class TorchDecoderSession:
                 [v for _, v in self.cross], self.encoder_attention_mask,
             )  # fmt: skip
         if self.self_cache is None:  # first call: an empty self-attention cache
-            empty = self.cross[0][0][:, :, :0, :]
+            empty = self._empty_self()
             self.self_cache = [(empty, empty)] * len(self.cross)
         past = tuple((sk, sv, ck, cv) for (sk, sv), (ck, cv) in zip(self.self_cache, self.cross))
         out = self.decoder.bert(
@@ -216,7 +220,7 @@ class TorchDecoderSession:
     @torch.no_grad()
     def log_probs(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> torch.Tensor:
         """Next-token log-probabilities ``(N, T, V)`` for whole (right-padded) sequences."""
-        empty = self.cross[0][0][:, :, :0, :]
+        empty = self._empty_self()
         past = tuple((empty, empty, ck, cv) for ck, cv in self.cross)
         out = self.decoder.bert(
             input_ids=self._tensor(input_ids),

@@ -126,7 +126,22 @@ class BlipTextSelfAttention(nn.Module):
                 value = torch.cat([past_key_value[1], value], dim=2)
         dropout = self.dropout if self.training else 0.0
         scale = self.attention_head_size**-0.5
-        if output_attentions or (query.shape[2] == 1 and not self.training):
+        explicit = output_attentions or (query.shape[2] == 1 and not self.training)
+        rows, heads, length, dim = query.shape
+        groups = rows // key.shape[0] if self.is_cross_attention else 1
+        if groups > 1 and (
+            output_attentions or _mask_rows(attention_mask) not in (1, key.shape[0])
+        ):
+            # per-row probabilities or masks: one copy of the image's keys/values per row
+            if _mask_rows(attention_mask) == key.shape[0] != 1:
+                attention_mask = attention_mask.repeat_interleave(groups, 0)
+            key, value = key.repeat_interleave(groups, 0), value.repeat_interleave(groups, 0)
+            groups = 1
+        if groups > 1:  # rows i*g .. i*g+g-1 (beams, samples) share image i's keys/values:
+            # their queries attend as one block, so the keys/values are read once per image
+            query = query.reshape(key.shape[0], groups, heads, length, dim).transpose(1, 2)
+            query = query.reshape(key.shape[0], heads, groups * length, dim)
+        if explicit:
             # The explicit product: always when the probabilities are asked for, and for one
             # query (every decode step), where it is 1.3-1.6x cheaper than SDPA's CPU flash
             # kernel (scripts/bench_lowp.py's step rows).  Softmax in float32.
@@ -141,9 +156,15 @@ class BlipTextSelfAttention(nn.Module):
             context = F.scaled_dot_product_attention(
                 query, key, value, attn_mask=attention_mask, dropout_p=dropout, scale=scale
             )
-        batch, _, length, _ = context.shape
-        context = context.transpose(1, 2).reshape(batch, length, self.all_head_size)
+        if groups > 1:  # back to one row per query row
+            context = context.reshape(key.shape[0], heads, groups, length, dim).transpose(1, 2)
+            context = context.reshape(rows, heads, length, dim)
+        context = context.transpose(1, 2).reshape(rows, length, self.all_head_size)
         return context, probs, (key, value)
+
+
+def _mask_rows(mask: torch.Tensor | None) -> int:
+    return 1 if mask is None else mask.shape[0]
 
 
 def fuse_projections(model: nn.Module) -> int:

@@ -70,6 +70,33 @@ def test_slot_cache_gives_the_concat_cache_logits(caption, beams):
         np.testing.assert_allclose(got, want, atol=2e-6, rtol=0)
 
 
+@pytest.mark.parametrize("length", [1, 4])
+def test_rows_of_one_image_share_its_cross_keys_values(caption, length):
+    """Beams/samples of an image attend to its one copy of the cross keys/values: the same
+    outputs as keys/values repeated per row, for every mask shape and with probabilities."""
+    model, states = caption
+    attention = model.text_decoder.bert.encoder.layer[0].crossattention.self
+    torch.manual_seed(0)
+    with torch.no_grad():
+        key, value = attention.project_key_value(states)  # 2 images
+        hidden = torch.randn(6, length, states.shape[-1])  # 3 rows per image
+        mask = torch.zeros(2, 1, 1, states.shape[1])
+        mask[1, ..., -5:] = -10000.0  # image 1's last positions masked out
+        repeated = (key.repeat_interleave(3, 0), value.repeat_interleave(3, 0))
+        for m, want_mask in ((None, None), (mask, mask.repeat_interleave(3, 0)),
+                             (mask.repeat_interleave(3, 0), mask.repeat_interleave(3, 0))):  # fmt: skip
+            for probs in (False, True):
+                want = attention(hidden, want_mask, past_key_value=repeated,
+                                 output_attentions=probs)  # fmt: skip
+                got = attention(hidden, m, past_key_value=(key, value), output_attentions=probs)
+                torch.testing.assert_close(got[0], want[0], atol=1e-6, rtol=0)
+                if probs:
+                    torch.testing.assert_close(got[1], want[1], atol=1e-7, rtol=0)
+    session = TorchDecoderSession(model.text_decoder, states, None, 3, capacity=16)
+    assert [k.shape[0] for k, _ in session.cross] == [2] * len(session.cross)  # not copied
+    assert session.cache.keys[0].shape[0] == 6
+
+
 def test_too_small_capacity_grows(caption):
     model, states = caption
     prompts = [[30, 41], [30, 7, 8, 9]]
