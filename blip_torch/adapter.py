@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from blip_torch.cache import empty_self_kv
 from blip_torch.checkpoint import assign_state, expected_shapes, skip_init, state_to_numpy
 from blip_torch.generation import TorchDecoderSession
 
@@ -140,7 +141,7 @@ class TorchBackend:
         past = []
         for k, v in model.text_encoder.cross_key_values(image_states):
             # one image's keys/values are not repeated per text: its texts attend as one block
-            empty = k.new_zeros((rows, k.shape[1], 0, k.shape[3]))
+            empty = empty_self_kv(k, rows)
             past.append((empty, empty, k, v))
         states = model.text_encoder(
             input_ids=input_ids,

@@ -22,6 +22,12 @@ from typing import NamedTuple
 import torch
 
 
+def empty_self_kv(cross_key: torch.Tensor, rows: int) -> torch.Tensor:
+    """A zero-length self-attention key/value ``(rows, heads, 0, head_dim)`` beside the
+    cross-attention keys ``cross_key`` (one copy per image, so possibly fewer rows)."""
+    return cross_key.new_zeros((rows, cross_key.shape[1], 0, cross_key.shape[3]))
+
+
 class SelfSlots(NamedTuple):
     """One layer's self-attention slot buffers and where this forward writes."""
 

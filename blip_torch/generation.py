@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch.utils._python_dispatch import is_traceable_wrapper_subclass
 
-from blip_torch.cache import SlotCache
+from blip_torch.cache import SlotCache, empty_self_kv
 from blip_torch.text import BlipTextLMHeadModel
 from blip_torch.text_attention import fuse_projections
 
@@ -170,11 +170,6 @@ class TorchDecoderSession:
                 cross=self.cross,
             )  # fmt: skip
 
-    def _empty_self(self) -> torch.Tensor:
-        """A zero-length self-attention key/value ``(rows, heads, 0, head_dim)``."""
-        k = self.cross[0][0]
-        return k.new_zeros((self.rows, k.shape[1], 0, k.shape[3]))
-
     def _tensor(self, a: np.ndarray) -> torch.Tensor:
         # A fresh C-order copy: a column like ids[:, None] has stride 0 on its size-1 axis,
         # which a compiled step would take for a new input layout and compile again.
@@ -202,7 +197,7 @@ class TorchDecoderSession:
                 [v for _, v in self.cross], self.encoder_attention_mask,
             )  # fmt: skip
         if self.self_cache is None:  # first call: an empty self-attention cache
-            empty = self._empty_self()
+            empty = empty_self_kv(self.cross[0][0], self.rows)
             self.self_cache = [(empty, empty)] * len(self.cross)
         past = tuple((sk, sv, ck, cv) for (sk, sv), (ck, cv) in zip(self.self_cache, self.cross))
         out = self.decoder.bert(
@@ -220,7 +215,7 @@ class TorchDecoderSession:
     @torch.no_grad()
     def log_probs(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> torch.Tensor:
         """Next-token log-probabilities ``(N, T, V)`` for whole (right-padded) sequences."""
-        empty = self._empty_self()
+        empty = empty_self_kv(self.cross[0][0], self.rows)
         past = tuple((empty, empty, ck, cv) for ck, cv in self.cross)
         out = self.decoder.bert(
             input_ids=self._tensor(input_ids),
